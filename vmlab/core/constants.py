@@ -9,6 +9,53 @@ from __future__ import annotations
 
 from enum import IntEnum, IntFlag
 
+__all__ = [
+    "DFLDSIZ",
+    "DFLSSIZ",
+    "KERN",
+    "MAP",
+    "MAP_32BIT_MAX_ADDR",
+    "MAP_ALL_COW_BITS",
+    "MAP_ENTRY",
+    "MAP_ENTRY_NOMERGE_MASK",
+    "MAP_ENTRY_SPLIT_BOUNDARY_SHIFT",
+    "MAP_SPLIT_BOUNDARY_SHIFT",
+    "MAP_STACK_GROWS",
+    "MAXDSIZ",
+    "MAXSSIZ",
+    "MAXTSIZ",
+    "MAX_INIT_PT",
+    "NBPDR",
+    "OBJT",
+    "PAGE_MASK",
+    "PAGE_SHIFT",
+    "PAGE_SIZE",
+    "PDRSHIFT",
+    "PFBAK",
+    "PFFOR",
+    "SGROWSIZ",
+    "SHAREDPAGE_LA48",
+    "SHAREDPAGE_LA57",
+    "USRSTACK",
+    "USRSTACK_LA48",
+    "USRSTACK_LA57",
+    "VMFS",
+    "VMFS_ALIGNED_SPACE",
+    "VM_FAULT",
+    "VM_INHERIT",
+    "VM_MAP_FLAGS",
+    "VM_MAP_PROTECT",
+    "VM_MAXUSER_ADDRESS",
+    "VM_MAXUSER_ADDRESS_LA48",
+    "VM_MAXUSER_ADDRESS_LA57",
+    "VM_MIN_ADDRESS",
+    "VM_PROT",
+    "atop",
+    "ptoa",
+    "round_page",
+    "trunc_page",
+]
+
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = PAGE_SIZE - 1

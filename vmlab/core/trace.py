@@ -25,6 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+__all__ = [
+    "Step",
+    "TRACE_FORMAT_VERSION",
+    "Trace",
+    "Traceable",
+    "recording",
+]
+
 TRACE_FORMAT_VERSION = 1
 
 #: Every step kind, with what its ``data`` holds. Subsystems add theirs here so the list is the
