@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "STEP_KINDS",
     "Step",
     "TRACE_FORMAT_VERSION",
     "Trace",
