@@ -7,3 +7,5 @@ module below owns one job; add a line when you add a module with public names (`
 from .constants import *
 from .snapshot import *
 from .trace import *
+from .x86 import *
+from .vm_object import *
