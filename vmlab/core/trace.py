@@ -57,6 +57,13 @@ STEP_KINDS: dict[str, str] = {
     "modify": "an entry's fields changed: entry, field, old, new",
     "error": "an operation failed: rv, reason",
     "note": "free-form explanation with no state change",
+    # x86 MMU / TLB (vmlab/core/x86/mmu.py); snapshot = ((entry_pa, raw), ...) last touched
+    "walk_level": "the walk read one entry: level, table_pa, index, entry_pa, raw",
+    "walk_fault": "the access faulted: va, vector (14 #PF / 13 #GP), error_code, cr2, reason",
+    "walk_done": "the walk succeeded: va, pa, page_size, set_bits (entry_pa list where A/D set)",
+    "tlb_hit": "the TLB answered: va, pa (None if the cached rights refused), page_size, ok",
+    "tlb_miss": "the TLB had no usable entry, a walk follows: va, reason",
+    "tlb_flush": "TLB entries dropped: reason ('invlpg', 'cr3', 'cr4', 'all'), va, dropped",
 }
 
 
