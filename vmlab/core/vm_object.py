@@ -141,3 +141,184 @@ def vm_object_deallocate(obj: VmObject | None) -> None:
         if backing is not None:
             backing.shadow_count -= 1
         obj = backing
+
+
+# =============================================================================================
+# Process layer (PROCESS helper): resident pages, shadowing, termination.
+# sys/vm/vm_object.c: vm_object_shadow, vm_object_deallocate, vm_object_terminate,
+# vm_object_page_clean, vm_object_page_remove. Pages are VmPage objects (vm_page.py) kept in
+# ``obj.memq`` (dict pindex -> page); ``page_arrays()`` gives numpy columns for the views.
+# =============================================================================================
+
+import numpy as _np  # noqa: E402
+
+_core_vm_object_init = VmObject.__init__
+
+
+def _vm_object_init(self: VmObject, type: OBJT, size: int, flags: int = 0) -> None:
+    _core_vm_object_init(self, type, size, flags)
+    self.memq: dict[int, Any] = {}
+    self.resident_page_count: int = 0
+    self.machine: Any = None
+
+
+def _resident_pages(self: VmObject, pindex: int, npages: int) -> Iterator[Any]:
+    """Valid resident pages with pindex in [pindex, pindex + npages), in pindex order (what
+    vm_map_pmap_enter walks with vm_page_find_least / TAILQ_NEXT)."""
+    memq = self.memq
+    if npages <= len(memq):
+        for pi in range(pindex, pindex + npages):
+            m = memq.get(pi)
+            if m is not None and m.valid:
+                yield m
+    else:
+        for pi in sorted(p for p in memq if pindex <= p < pindex + npages):
+            m = memq[pi]
+            if m.valid:
+                yield m
+
+
+def _page_arrays(self: VmObject) -> dict[str, _np.ndarray]:
+    """The resident pages as numpy columns in pindex order: pindex, phys_addr, valid, dirty,
+    wire_count, and ``value`` (an object array of the page contents)."""
+    pages = [self.memq[p] for p in sorted(self.memq)]
+    return {
+        "pindex": _np.array([m.pindex for m in pages], dtype=_np.int64),
+        "phys_addr": _np.array([m.phys_addr for m in pages], dtype=_np.uint64),
+        "valid": _np.array([m.valid for m in pages], dtype=bool),
+        "dirty": _np.array([m.dirty for m in pages], dtype=bool),
+        "wire_count": _np.array([m.wire_count for m in pages], dtype=_np.int32),
+        "value": _np.array([m.value for m in pages] + [None], dtype=object)[:-1],
+    }
+
+
+VmObject.__init__ = _vm_object_init  # type: ignore[method-assign]
+VmObject.resident_pages = _resident_pages  # type: ignore[method-assign]
+VmObject.page_arrays = _page_arrays  # type: ignore[attr-defined]
+
+__all__ += [
+    "vm_object_page_clean",
+    "vm_object_page_remove",
+    "vm_object_shadow",
+    "vm_object_terminate",
+    "vnode_destroy_vobject",
+]
+
+
+def vm_object_shadow(
+    source: VmObject | None, offset: int, length: int, cred: Any = None, shared: bool = False
+) -> tuple[VmObject | None, int]:
+    """vm_object_shadow (vm_object.c): put a new anonymous object in front of ``source``.
+
+    Returns (object, offset) for the entry, as FreeBSD updates ``*object`` and ``*offset``.
+    As in FreeBSD 14, nothing is created when ``source`` is anonymous and has a single
+    reference (nobody else can see its pages). The entry's reference on ``source`` is handed
+    to the new shadow (no new reference); ``source.shadow_count`` goes up by one.
+    ``offset`` is in bytes; ``length`` in bytes.
+    """
+    if source is not None and source.ref_count == 1 and source.flags & OBJ_ANON:
+        return source, offset
+    result = vm_object_allocate_anon(length >> 12, source, cred, length)
+    result.backing_object = source
+    result.backing_object_offset = offset
+    if source is not None:
+        source.shadow_count += 1
+        result.machine = source.machine
+    return result, 0
+
+
+def vm_object_page_clean(obj: VmObject, start: int = 0, end: int = 0, sync: bool = True) -> bool:
+    """vm_object_page_clean (vm_object.c): write the dirty valid pages with pindex in
+    [start, end) (end 0 = to the end) of a vnode object back to its file, one pager transfer
+    per run of consecutive dirty pages (the clustering vm_object_page_collect_flush does).
+    Returns True (the model's pager never fails)."""
+    if obj.type != OBJT.VNODE or not obj.memq:
+        return True
+    from .vm_page import _machine_of
+
+    stop = end if end else max(obj.memq) + 1
+    run: list[Any] = []
+    pager = _machine_of(obj).pager
+    for pi in sorted(p for p in obj.memq if start <= p < stop):
+        m = obj.memq[pi]
+        _sync_pmap_dirty(m)
+        if m.valid and m.dirty and (not run or run[-1].pindex == pi - 1):
+            run.append(m)
+            continue
+        if run:
+            pager.putpages(obj, run)
+        run = [m] if m.valid and m.dirty else []
+    if run:
+        pager.putpages(obj, run)
+    return True
+
+
+def _sync_pmap_dirty(m: Any) -> None:
+    """pmap_is_modified + clear: gather the hardware modified bits into the page (what
+    vm_page_test_dirty does before a write-back) and write-protect it (pmap_remove_write), so
+    a later store marks it dirty again."""
+    for pmap, va in list(m.pv):
+        if hasattr(pmap, "is_modified") and pmap.is_modified(va):
+            m.dirty = True
+        pmap.protect(va, va + 4096, int(pmap.prot(va)) & ~0x2)
+
+
+def vm_object_page_remove(obj: VmObject, start: int = 0, end: int = 0) -> None:
+    """vm_object_page_remove (vm_object.c): unmap and free the pages in [start, end)
+    (end 0 = to the end). Wired pages are kept, as FreeBSD skips them."""
+    from .vm_page import vm_page_free
+
+    stop = end if end else (max(obj.memq) + 1 if obj.memq else 0)
+    for pi in sorted(p for p in obj.memq if start <= p < stop):
+        m = obj.memq[pi]
+        if not m.wire_count:
+            vm_page_free(m)
+
+
+def vm_object_terminate(obj: VmObject) -> None:
+    """vm_object_terminate (vm_object.c): a dead object's pages are freed (a vnode object's
+    dirty pages are written back first), and the object is marked OBJ_DEAD."""
+    from .vm_page import vm_page_free
+
+    if obj.type == OBJT.VNODE:
+        vm_object_page_clean(obj)
+    for pi in sorted(obj.memq):
+        m = obj.memq[pi]
+        m.wire_count = 0
+        vm_page_free(m)
+    obj.flags |= OBJ_DEAD
+
+
+def vnode_destroy_vobject(f: Any) -> None:
+    """vnode_destroy_vobject (vnode_pager.c): when the vnode is recycled its object (pages
+    cached after the last unmap) is cleaned and freed. Refuses while mappings remain."""
+    obj = f.object
+    if obj is None:
+        return
+    if obj.ref_count:
+        raise RuntimeError(f"file {f.name!r}: its object still has {obj.ref_count} references")
+    vm_object_terminate(obj)
+    f.object = None
+
+
+def vm_object_deallocate(obj: VmObject | None) -> None:  # noqa: F811 - replaces the core's
+    """vm_object_deallocate(9) (vm_object.c): drop a reference.
+
+    - A vnode object only loses the reference: its pages stay cached with the vnode
+      (vm_object_vndeallocate) until `vnode_destroy_vobject`.
+    - Any other object whose last reference goes is terminated (its pages freed), then its
+      reference on the backing object is released, walking down the chain.
+    - vmlab does not collapse shadow chains (FreeBSD calls vm_object_collapse when an anonymous
+      object is left with one reference and one shadow); chains are only freed.
+    """
+    while obj is not None:
+        if obj.ref_count <= 0:
+            raise RuntimeError(f"vm_object_deallocate: object #{obj.id} has no references")
+        obj.ref_count -= 1
+        if obj.ref_count > 0 or obj.type == OBJT.VNODE:
+            return
+        backing = obj.backing_object
+        vm_object_terminate(obj)
+        if backing is not None:
+            backing.shadow_count -= 1
+        obj = backing

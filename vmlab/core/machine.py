@@ -1,0 +1,90 @@
+"""A simulated machine: one physical memory, one disk, shared by every address space on it.
+
+Every vmspace of a machine allocates its page frames (and, with the amd64 pmap, its page
+tables) from the same `PhysicalMemory`, so a page shared by fork (COW or SHARE) is the very
+same frame in both processes. FreeBSD counterpart: the one ``vm_page`` array of a running kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .pager import Pager, SimFile
+from .x86.physmem import PhysicalMemory
+
+__all__ = ["DEFAULT_MEMORY", "Machine", "default_machine", "set_default_machine"]
+
+DEFAULT_MEMORY = 64 << 20
+
+
+def _auto_pmap_factory() -> Callable[[Machine], Any]:
+    """Amd64Pmap once the x86 layer provides it, else the in-memory MemPmap."""
+    try:
+        from .x86.pmap import Amd64Pmap  # type: ignore[attr-defined]
+
+        return lambda machine: Amd64Pmap(machine.physmem)
+    except ImportError:
+        from .pmap import MemPmap
+
+        return lambda machine: MemPmap(machine.physmem)
+
+
+class Machine:
+    """One PhysicalMemory (``mem_bytes``, default 64 MiB), one `Pager` (the disk and its
+    files), and ``pmap_factory(machine) -> pmap`` for new address spaces: "mem" (MemPmap),
+    "amd64" (Amd64Pmap), "auto" (amd64 when available) or a callable."""
+
+    def __init__(
+        self, mem_bytes: int = DEFAULT_MEMORY, pmap_factory: str | Callable[..., Any] = "auto"
+    ) -> None:
+        self.physmem = PhysicalMemory(mem_bytes)
+        self.pager = Pager()
+        self.files: dict[str, SimFile] = {}
+        if pmap_factory == "auto":
+            self.pmap_factory = _auto_pmap_factory()
+        elif pmap_factory == "mem":
+            from .pmap import MemPmap
+
+            self.pmap_factory = lambda machine: MemPmap(machine.physmem)
+        elif pmap_factory == "amd64":
+            from .x86.pmap import Amd64Pmap  # type: ignore[attr-defined]
+
+            self.pmap_factory = lambda machine: Amd64Pmap(machine.physmem)
+        elif callable(pmap_factory):
+            self.pmap_factory = pmap_factory
+        else:
+            raise ValueError(f"unknown pmap factory {pmap_factory!r}")
+
+    def new_pmap(self) -> Any:
+        """pmap_pinit: a fresh, empty pmap on this machine's memory."""
+        return self.pmap_factory(self)
+
+    def file(self, name: str, size_or_bytes: int | bytes | None = None) -> SimFile:
+        """The file called ``name``, created with ``size_or_bytes`` if it does not exist."""
+        f = self.files.get(name)
+        if f is None:
+            if size_or_bytes is None:
+                raise FileNotFoundError(name)
+            f = self.files[name] = SimFile(name, size_or_bytes)
+        return f
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.physmem!r}, {len(self.files)} files>"
+
+
+_default: Machine | None = None
+
+
+def default_machine() -> Machine:
+    """The machine used when none is given (created on first use, 64 MiB)."""
+    global _default
+    if _default is None:
+        _default = Machine()
+    return _default
+
+
+def set_default_machine(machine: Machine | None) -> None:
+    """Replace (or with None, forget) the default machine."""
+    global _default
+    _default = machine
