@@ -1,0 +1,207 @@
+"""The ``vmlab`` command.
+
+Subcommands (argparse subparsers; each adds itself in ``_add_<name>``):
+
+- ``vmlab import FILE|PID``: read a real address space and print it as a ``procstat -v`` table
+  or as JSON.
+- ``vmlab lab``: start JupyterLab on the lessons (the same as ``make lab``).
+
+Exit codes scripts can rely on: 0 success; 1 the input had lines that could not be imported
+(each reported on stderr as ``line N: reason``) or its format could not be recognised;
+2 usage errors (bad arguments, unreadable file or process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vmlab import __version__
+
+__all__ = ["EXIT_ISSUES", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_ISSUES = 1
+EXIT_USAGE = 2
+
+_IMPORT_EXAMPLES = """\
+examples:
+  vmlab import /proc/self/maps            # this shell's own address space
+  vmlab import $$ --json                  # a live process by PID (Linux /proc)
+  vmlab import saved.txt --format procstat
+  procstat -v 1234 | vmlab import -       # FreeBSD: read standard input
+
+exit status: 0 all lines imported, 1 some lines rejected (listed on stderr as
+'line N: reason') or format not recognised, 2 usage error (bad argument, unreadable input)
+"""
+
+_LAB_EXAMPLES = """\
+examples:
+  vmlab lab                               # JupyterLab on the lessons, 127.0.0.1, random token
+  VMLAB_TOKEN=secret vmlab lab --port 8899
+  vmlab lab --notebooks ~/my-lessons
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with EXIT_USAGE (argparse's own default is also 2; kept explicit)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="print a real process's memory map (Linux maps/smaps, procstat -v, QEMU info mem)",
+        description="Import a memory map and print it as a procstat -v style table "
+        "(START and END as 0x-prefixed hex) or as JSON.",
+        epilog=_IMPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "source",
+        metavar="FILE|PID",
+        help="a file, '-' for standard input, or a process id (reads /proc/PID/smaps or maps)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("auto", "linux", "procstat", "procstat-json", "qemu"),
+        default="auto",
+        help="input format (default: auto-detect)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print a JSON list, one object per mapping"
+    )
+    p.set_defaults(func=_cmd_import)
+
+
+def _add_lab(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lab",
+        help="start JupyterLab on the vmlab lessons (like 'make lab')",
+        description="Start JupyterLab on the lesson notebooks, listening on 127.0.0.1 only, "
+        "with a token from $VMLAB_TOKEN or a fresh random one.",
+        epilog=_LAB_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--notebooks", metavar="DIR", help="folder to serve (default: the lessons)")
+    p.add_argument("--port", type=int, help="port (default: JupyterLab's, 8888 or next free)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.set_defaults(func=_cmd_lab)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vmlab",
+        description="vmlab: a teaching lab for FreeBSD's vm_map and x86-64 paging.",
+        epilog="example: vmlab import /proc/self/maps",
+    )
+    parser.add_argument("--version", action="version", version=f"vmlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_import(sub)
+    _add_lab(sub)
+    return parser
+
+
+def _write(stream: object, text: str) -> None:
+    # Paths may hold bytes that are not UTF-8 (kept as surrogates): never crash printing them.
+    try:
+        stream.write(text)  # type: ignore[attr-defined]
+    except UnicodeEncodeError:
+        enc = getattr(stream, "encoding", None) or "utf-8"
+        stream.write(text.encode(enc, "backslashreplace").decode(enc))  # type: ignore[attr-defined]
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from vmlab.io import UnknownFormatError, import_pid, import_text
+
+    src: str = args.source
+    try:
+        if src == "-":
+            data = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+            imported = import_text(data, args.format, "<stdin>")
+        elif src.isdigit() and not os.path.exists(src):
+            imported = import_pid(int(src), args.format)
+        else:
+            with open(src, "rb") as f:
+                data = f.read().decode("utf-8", "surrogateescape")
+            imported = import_text(data, args.format, src)
+    except UnknownFormatError as exc:
+        print(f"vmlab import: {exc}", file=sys.stderr)
+        return EXIT_ISSUES
+    except OSError as exc:
+        what = f"process {src}" if src.isdigit() else src
+        print(f"vmlab import: cannot read {what}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        _write(sys.stdout, json.dumps([e.to_dict() for e in imported.entries], indent=1) + "\n")
+    else:
+        _write(sys.stdout, imported.table())
+    for issue in imported.issues:
+        _write(sys.stderr, f"{issue}\n")
+    return EXIT_ISSUES if imported.issues else EXIT_OK
+
+
+def find_notebooks() -> Path | None:
+    """The lessons folder: ``notebooks/`` next to the package (source checkout or editable
+    install), or ``$VMLAB_NOTEBOOKS``."""
+    env = os.environ.get("VMLAB_NOTEBOOKS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "notebooks", here / "notebooks"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    folder = Path(args.notebooks) if args.notebooks else find_notebooks()
+    if folder is None or not folder.is_dir():
+        print(
+            f"vmlab lab: notebooks folder {str(folder) if folder else ''} not found; "
+            "pass --notebooks DIR or set VMLAB_NOTEBOOKS",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    token = os.environ.get("VMLAB_TOKEN") or secrets.token_hex(16)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={folder}",
+    ]
+    if args.port:
+        cmd.append(f"--ServerApp.port={args.port}")
+    if args.no_browser:
+        cmd.append("--no-browser")
+    print(f"vmlab lab: serving {folder} on 127.0.0.1 (token in the URL below)", file=sys.stderr)
+    try:
+        return subprocess.call(cmd, cwd=folder)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        print(f"vmlab lab: cannot start JupyterLab: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vmlab`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
