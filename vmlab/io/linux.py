@@ -38,9 +38,11 @@ for _r in "r-":
         for _x in "x-":
             for _s in "sp":
                 _PERMS[_r + _w + _x + _s] = (
-                    (VM_PROT.READ if _r == "r" else 0)
-                    | (VM_PROT.WRITE if _w == "w" else 0)
-                    | (VM_PROT.EXECUTE if _x == "x" else 0),
+                    int(
+                        (VM_PROT.READ if _r == "r" else 0)
+                        | (VM_PROT.WRITE if _w == "w" else 0)
+                        | (VM_PROT.EXECUTE if _x == "x" else 0)
+                    ),
                     _s == "s",
                 )
 

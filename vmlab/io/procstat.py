@@ -211,9 +211,10 @@ def parse_procstat(text: str, source_name: str = "") -> ImportedMap:
         if isinstance(got, str):
             issues.append(ParseIssue(no, got, line[:200]))
             continue
-        if not seen_pid:
+        # CheriBSD prints "-" (kve_pid 0) for entries of a colocated address space: same map.
+        if got.pid is not None and not seen_pid:
             map_pid, seen_pid = got.pid, True
-        elif got.pid != map_pid:
+        elif got.pid is not None and got.pid != map_pid:
             issues.append(
                 ParseIssue(
                     no,
