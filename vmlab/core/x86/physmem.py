@@ -62,6 +62,8 @@ class PhysicalMemory:
         self._owner: dict[int, object] = {}
         # A stack: pop() gives the next frame. Frame 0 is never on it.
         self._free: list[int] = list(range(self.nframes - 1, 0, -1))
+        #: The amd64 kernel's shared page-table pages, made by the first Amd64Pmap (pmap.py).
+        self.kernel_tables: object | None = None
 
     # ---- allocator ---------------------------------------------------------------------
     @property
