@@ -1,0 +1,65 @@
+"""Linked highlighting: point at an address in one view, see it marked in the others.
+
+Works in the browser only (a bokeh ``CustomJS`` hover callback), so it stays instant however
+busy the kernel is. All linked views must live in the same bokeh document (one `Embedded`).
+
+A *linkable* is a ``(figure, renderer, source, mark_source)`` tuple. ``source`` must have the
+columns ``start``/``end`` (the address range a glyph stands for) and ``l``/``r``/``b``/``t``
+(the glyph's bounding box in its figure's coordinates). ``mark_source`` (columns l, r, b, t)
+feeds an outline glyph the view draws on top; the callback fills it with every glyph whose
+range overlaps the pointed-at one. `linked_mark_glyph` draws that outline alike in every view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bokeh.models import ColumnDataSource, CustomJS, HoverTool
+
+__all__ = ["Linkable", "link_views", "linked_mark_glyph"]
+
+Linkable = tuple[Any, Any, ColumnDataSource, ColumnDataSource]
+
+_JS = """
+const ind = cb_data.index.indices;
+let s = null, e = null;
+if (ind.length) { const k = ind[0]; s = src.data.start[k]; e = src.data.end[k]; }
+if (s === e && s !== null) { e = s + 1; }
+for (const [t, m] of targets) {
+  const key = s === null ? '' : s + ':' + e;
+  if (m._vmlab_key === key) continue;
+  m._vmlab_key = key;
+  const L = [], R = [], B = [], T = [];
+  if (s !== null) {
+    const ts = t.data.start, te = t.data.end, tl = t.data.l, tr = t.data.r,
+          tb = t.data.b, tt = t.data.t;
+    for (let j = 0; j < ts.length; j++)
+      if (ts[j] < e && te[j] > s) { L.push(tl[j]); R.push(tr[j]); B.push(tb[j]); T.push(tt[j]); }
+  }
+  m.data = {l: L, r: R, b: B, t: T};
+}
+"""
+
+
+def empty_marks() -> dict[str, list[float]]:
+    return {"l": [], "r": [], "b": [], "t": []}
+
+
+def linked_mark_glyph(fig: Any, mark: ColumnDataSource) -> Any:
+    """Draw the "pointed at from another view" outline (dashed, dark) for ``mark``."""
+    return fig.quad(left="l", right="r", bottom="b", top="t", source=mark, fill_alpha=0,
+                    line_color="#111827", line_width=2, line_dash="dashed", level="overlay")
+
+
+def link_views(linkables: Sequence[Linkable]) -> None:
+    """Hovering a glyph of any linkable marks the overlapping glyphs of all of them."""
+    targets = [[src, mark] for _f, _r, src, mark in linkables]
+    for fig, renderer, src, _mark in linkables:
+        cb = CustomJS(args={"src": src, "targets": targets}, code=_JS)
+        tools = [t for t in fig.tools if isinstance(t, HoverTool)
+                 and isinstance(t.renderers, list) and renderer in t.renderers]
+        if tools:
+            tools[0].callback = cb
+        else:  # a hover tool with no tooltip, just for linking
+            fig.add_tools(HoverTool(renderers=[renderer], tooltips=None, callback=cb))

@@ -1,0 +1,232 @@
+"""AddressSpaceOverview: a whole address space at a glance, readable at 47 bits and 65,530 entries.
+
+The axis is segmented (`scale.AddressScale`, mode ``"log"`` by default): every entry and every
+gap gets a width that grows with the log of its size, so a guard page and a 100 TiB hole are
+both visible and in address order; ≈ marks squeezed gaps. Upper band: protection; lower band:
+object type. Wheel to zoom, drag to pan; the tick labels are true addresses at every zoom.
+Hovering shows every field of the entry, plus the path and type when the map was imported.
+
+Built for size: every column is numeric (strings are formatted in the browser), colours are
+palette indices, paths are indices into one list. See benchmarks/bench_widgets.py for the
+measured build time and bytes sent for 65,530 entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+from bokeh.models import (
+    ColumnDataSource,
+    CustomJSHover,
+    HoverTool,
+    LinearColorMapper,
+    Range1d,
+)
+from bokeh.plotting import figure
+
+from . import theme
+from .bokeh_embed import Embedded
+from .mapview import _formatters
+from .scale import WIDTH, AddressScale
+
+__all__ = ["TYPE_COLORS", "AddressSpaceOverview", "as_snapshot", "overview_columns"]
+
+#: Object / mapping type (vmlab.io's ``type`` strings, FreeBSD and Linux) -> colour.
+TYPE_COLORS: dict[str, str] = {
+    "none": "#e5e7eb",
+    "anon": "#9c755f",
+    "swap": "#9c755f",
+    "default": "#9c755f",
+    "heap": "#c49c7f",
+    "stack": "#0f766e",
+    "vnode": "#edc948",
+    "file": "#edc948",
+    "device": "#6b7280",
+    "physical": "#8cd17d",
+    "phys": "#8cd17d",
+    "guard": "#374151",
+    "shmem": "#86bcb6",
+    "vdso": "#d37295",
+    "vvar": "#d37295",
+    "vsyscall": "#d37295",
+    "special": "#d37295",
+    "pagetable": "#a0cbe8",
+    "object": "#bcbd22",
+    "other": "#c4b5fd",
+}
+MAX_BREAK_MARKS = 2000
+
+_SIZE_FROM_ROW = """
+const i = special_vars.index; const v = src.data.end[i] - src.data.start[i];
+const u = [['T', 2**40], ['G', 2**30], ['M', 2**20], ['K', 2**10]];
+for (const [n, s] of u) if (v >= s) { const x = v / s;
+  return (Number.isInteger(x) ? x : x.toFixed(1)) + n; }
+return v + 'B';
+"""
+_NAME = "const k = Math.round(value); return k < 0 ? '' : names[k];"
+
+
+def as_snapshot(obj: Any) -> Any:
+    """A MapSnapshot from a MapSnapshot, a live VmMap, or anything with ``to_snapshot()``."""
+    if hasattr(obj, "entries") and hasattr(obj, "min") and hasattr(obj, "root") and \
+            isinstance(getattr(obj, "entries", None), np.ndarray):
+        return obj
+    if hasattr(obj, "to_snapshot"):
+        return obj.to_snapshot()
+    if hasattr(obj, "_trace_snapshot"):
+        return obj._trace_snapshot()
+    raise TypeError(f"cannot draw {type(obj).__name__}: pass a MapSnapshot, a VmMap or an "
+                    f"imported map (anything with .to_snapshot())")
+
+
+def _type_name(t: str) -> str:
+    t = (t or "").lower()
+    return t if t in TYPE_COLORS else ("other" if t else "none")
+
+
+def overview_columns(snap: Any, scale: AddressScale,
+                     rows: Sequence[dict[str, Any]] | None = None) -> tuple[dict[str, Any],
+                                                                            list[str], list[str]]:
+    """(columns, path names, type names) for the overview's entry source."""
+    e = snap.entries
+    n = len(e)
+    start = e["start"].astype(np.float64)
+    end = e["end"].astype(np.float64)
+    eflags = e["eflags"].astype(np.uint32)
+    prot_idx = np.where(eflags & theme.GUARD_BIT, 8, e["protection"] & 7).astype(np.uint8)
+    types: list[str] = []
+    paths: list[str] = []
+    if rows is not None and len(rows) == n:
+        tnames = [_type_name(str(r.get("type", ""))) for r in rows]
+        pnames = [str(r.get("path", "") or "") for r in rows]
+    else:
+        tnames = ["none" if o < 0 else "object" for o in e["object"].tolist()]
+        pnames = [""] * n
+    types = sorted(set(tnames))
+    tpos = {t: k for k, t in enumerate(types)}
+    paths = sorted(set(pnames))
+    ppos = {p: k for k, p in enumerate(paths)}
+    cols = {
+        "id": e["id"].astype(np.int32),
+        "start": start,
+        "end": end,
+        "offset": e["offset"].astype(np.float64),
+        "max_free": e["max_free"].astype(np.float64),
+        "prot": e["protection"].astype(np.uint8),
+        "max_prot": e["max_protection"].astype(np.uint8),
+        "inheritance": e["inheritance"].astype(np.uint8),
+        "eflags": eflags,
+        "object": e["object"].astype(np.int32),
+        "wired_count": e["wired_count"].astype(np.int32),
+        "l": scale.x(start).astype(np.float32) if n else np.zeros(0, np.float32),
+        "r": scale.x(end).astype(np.float32) if n else np.zeros(0, np.float32),
+        "pcol": prot_idx.astype(np.float32) + 0.5,
+        "tcol": np.array([tpos[t] for t in tnames], np.float32) + 0.5,
+        "path": np.array([ppos[p] for p in pnames], np.int32),
+        "type": np.array([tpos[t] for t in tnames], np.int32),
+    }
+    return cols, paths, types
+
+
+class AddressSpaceOverview(W.VBox):
+    """The whole map, readable at any size. ``AddressSpaceOverview(m)`` for a VmMap,
+    a MapSnapshot or an imported map (``vmlab.io``); ``rows=`` gives per-entry dicts with
+    ``path``/``type`` (taken from ``obj.rows()`` when the object has it)."""
+
+    def __init__(self, obj: Any, *, rows: Sequence[dict[str, Any]] | None = None,
+                 mode: str = "log", title: str | None = None,
+                 width: int = theme.VIEW_WIDTH, height: int = 210) -> None:
+        self.error = W.HTML()
+        self.error.add_class("vmlab-error")
+        try:
+            snap = as_snapshot(obj)
+        except Exception as exc:  # noqa: BLE001 - shown to the student instead of a traceback
+            self.error.value = f'<span style="color:{theme.ERROR}">{exc}</span>'
+            super().__init__([self.error])
+            self.snapshot = None
+            return
+        if rows is None and hasattr(obj, "rows"):
+            rows = obj.rows()
+        self.snapshot = snap
+        e = snap.entries
+        self.scale = AddressScale.build(snap.min, snap.max, e["start"].astype(np.float64),
+                                        e["end"].astype(np.float64), mode=mode, px=width)
+        cols, paths, types = overview_columns(snap, self.scale, rows)
+        self.paths, self.types = paths, types
+        self.source = ColumnDataSource(cols)
+        fig = figure(width=width, height=height, x_range=Range1d(0, WIDTH, bounds=(0, WIDTH),
+                                                                  min_interval=1e-3),
+                     y_range=Range1d(-0.15, 1.25), tools="xpan,xwheel_zoom,xbox_zoom,reset",
+                     active_scroll="xwheel_zoom", active_drag="xpan")
+        nent = len(e)
+        title = title or (f"address space {theme.fmt_addr(snap.min)} – "
+                          f"{theme.fmt_addr(snap.max)}: {nent:,} entries, "
+                          f"{theme.fmt_size(int(snap.size))} mapped "
+                          f"({self.scale.mode} axis; wheel to zoom, drag to pan)")
+        theme.style_figure(fig, title=title)
+        fig.yaxis.visible = False
+        fig.xaxis.formatter = self.scale.tick_formatter()
+        fig.xaxis.ticker.desired_num_ticks = 6
+        fig.quad(left=0, right=WIDTH, bottom=0.05, top=1.0, fill_color=theme.GAP_FILL,
+                 line_color=theme.GAP_LINE, hatch_pattern="/", hatch_color=theme.GAP_LINE,
+                 hatch_alpha=0.5, hatch_scale=8)
+        pal = [theme.PROT_COLORS[k] for k in range(8)] + [theme.GUARD_FILL]
+        pmap = LinearColorMapper(palette=pal, low=0, high=len(pal))
+        tpal = [TYPE_COLORS[t] for t in types] or ["#ffffff"]
+        tmap = LinearColorMapper(palette=tpal, low=0, high=len(tpal))
+        r = fig.quad(left="l", right="r", bottom=0.42, top=1.0, source=self.source,
+                     fill_color={"field": "pcol", "transform": pmap},
+                     line_color={"field": "pcol", "transform": pmap})
+        fig.quad(left="l", right="r", bottom=0.05, top=0.38, source=self.source,
+                 fill_color={"field": "tcol", "transform": tmap},
+                 line_color={"field": "tcol", "transform": tmap})
+        nb = len(self.scale.breaks)
+        if 0 < nb <= MAX_BREAK_MARKS:
+            fig.text(x=self.scale.breaks.tolist(), y=[1.1] * nb, text=["≈"] * nb,
+                     text_align="center", text_baseline="middle", text_font_size="12px",
+                     text_color=theme.TEXT_MUTED)
+        fmts = _formatters()
+        fmts["@l"] = CustomJSHover(args={"src": self.source}, code=_SIZE_FROM_ROW)
+        fmts["@path"] = CustomJSHover(args={"names": paths}, code=_NAME)
+        fmts["@type"] = CustomJSHover(args={"names": types}, code=_NAME)
+        tips = [
+            ("entry", "#@id"),
+            ("range", "@start{custom} – @end{custom}"),
+            ("size", "@l{custom}"),
+            ("prot / max", "@prot{custom} / @max_prot{custom}"),
+            ("inheritance", "@inheritance{custom}"),
+            ("eflags", "@eflags{custom}"),
+            ("object", "@object{custom}  offset @offset{custom}"),
+            ("wired", "@wired_count"),
+            ("max_free", "@max_free{custom}"),
+            ("type", "@type{custom}"),
+        ]
+        if any(paths):
+            tips.append(("path", "@path{custom}"))
+        fig.add_tools(HoverTool(renderers=[r], tooltips=tips, formatters=fmts,
+                                point_policy="follow_mouse"))
+        self.figure = fig
+        self.embedded = Embedded(fig)
+        legend = W.HTML(theme.legend_html(highlight=False) + _type_legend(types))
+        super().__init__([self.embedded.widget, legend, self.error],
+                         layout=W.Layout(max_width="880px"))
+        self.add_class("vmlab-overview")
+
+    def refresh(self) -> None:
+        """Re-send the figure (Voilà's first render)."""
+        if self.snapshot is not None:
+            self.embedded.refresh()
+
+
+def _type_legend(types: list[str]) -> str:
+    items = "".join(
+        f'<span style="display:inline-flex;align-items:center;margin-right:10px">'
+        f'<span style="display:inline-block;width:14px;height:10px;background:'
+        f'{TYPE_COLORS[t]};border-radius:2px;margin-right:4px"></span>{t}</span>'
+        for t in types)
+    return (f'<div style="font-family:{theme.FONT};font-size:12px;line-height:20px;'
+            f'color:var(--jp-ui-font-color1,{theme.TEXT})">'
+            f'<span style="margin-right:6px">type (lower band):</span>{items}</div>')
