@@ -5,7 +5,13 @@ module below owns one job; add a line when you add a module with public names (`
 """
 
 from .constants import *
+from .entries import *
+from .lock import *
 from .snapshot import *
+from .sysctl import *
 from .trace import *
-from .x86 import *
+from .vm_map import *
+from .vm_map_find import *
+from .vm_map_protect import *
 from .vm_object import *
+from .x86 import *
