@@ -513,10 +513,11 @@ class Mmu:
             rsv = active & present & ((raw & rmask) != 0)
             ec[rsv] = base | PGEX_P | PGEX_RSV
             good = active & present & ~rsv
-            rw &= (raw & u(2)) != 0
-            us &= (raw & u(4)) != 0
+            # only lanes still walking at this level combine its rights
+            rw &= ((raw & u(2)) != 0) | ~good
+            us &= ((raw & u(4)) != 0) | ~good
             if nxe:
-                xd |= (raw >> u(63)) != 0
+                xd |= ((raw >> u(63)) != 0) & good
             if name == "PTE":
                 leaf = good
             elif ps is not None:
