@@ -61,6 +61,8 @@ def lab(browser) -> Iterator[object]:
     """One JupyterLab for the whole session (loopback, free port, token, copy of notebooks/)."""
     server = vb.start_lab()
     yield server
+    with contextlib.suppress(OSError):  # kept for debugging a failed run
+        (vb.shots_dir() / "lab.log").write_text(server.log_tail(200_000))
     server.stop()
 
 
