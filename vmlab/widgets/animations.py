@@ -57,6 +57,7 @@ class Animation(W.VBox):
 
     title = ""
     blurb = ""
+    show_legend = True  # the protection / gap / highlight legend under the views
 
     def __init__(self, map: Any, fields: list[Field], views: Sequence[Any], *,
                  run_label: str = "Run") -> None:
@@ -76,8 +77,8 @@ class Animation(W.VBox):
         self.embedded = Embedded(layout)
         for v in self.views:
             v.embedded = self.embedded
-        self.body = W.VBox([self.player, self.embedded.widget, W.HTML(theme.legend_html()),
-                            self.result])
+        legend = [W.HTML(theme.legend_html())] if self.show_legend else []
+        self.body = W.VBox([self.player, self.embedded.widget, *legend, self.result])
         if not self._shown:
             self.body.layout.display = "none"
         head = W.HTML(
@@ -240,8 +241,10 @@ class Find(Animation):
 
 def findspace_failed_text(value: int, length: int, vmax: int) -> str:
     """Why FreeBSD 14's vm_map_findspace returned ``value`` when it found no gap."""
+    wrap = " (mod 2^64: vm_size_t is unsigned)" if length > vmax + 1 else ""
     return (f"No gap of {length:#x} bytes: FreeBSD 14's vm_map_findspace returns "
-            f"vm_map_max − length + 1 = {vmax:#x} − {length:#x} + 1 = {value:#x}, an address "
+            f"vm_map_max − length + 1 = {vmax:#x} − {length:#x} + 1 = {value:#x}{wrap}, an "
+            f"address "
             f"whose range would end past vm_map_max, so callers test "
             f"<code>addr + length &gt; vm_map_max(map)</code>. (The man page's older "
             f"convention, returning 1 for failure, is stale.)")
@@ -316,6 +319,7 @@ class LockTimeline(Animation):
     would sleep in the kernel stops the script there and says so."""
 
     title = "vm_map lock"
+    show_legend = False
     blurb = "thread:operation, … (e.g. A:lock_read, B:lock_read, A:lock_upgrade)"
 
     def __init__(self, map: Any, script: Any = "A:lock_read, B:lock_read, B:unlock_read, "

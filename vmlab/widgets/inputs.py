@@ -37,10 +37,13 @@ def parse_int(v: Any, *, what: str = "value", lo: int = 0, hi: int = U64) -> int
         n = v
     elif isinstance(v, str):
         t = v.strip().replace("_", "").lower()
-        m = re.fullmatch(r"(0x[0-9a-f]+|\d+)\s*([kmgt]?)(i?b)?", t)
+        if t.startswith("-"):
+            raise InputError(f"{what}: {v!r} is negative")
+        # units only after decimal numbers: "0x12g" is a typo, not 0x12 GiB
+        m = re.fullmatch(r"0x[0-9a-f]+|(\d+)\s*([kmgt]?)(?:i?b)?", t)
         if not m:
             raise InputError(f"{what}: {v!r} is not a number (try 4096, 0x1000 or 16K)")
-        n = int(m.group(1), 0) * _UNITS[m.group(2)]
+        n = int(t, 16) if m.group(1) is None else int(m.group(1)) * _UNITS[m.group(2)]
     else:
         try:
             n = int(v)  # numpy integers, IntEnum...
@@ -101,8 +104,8 @@ class Field:
         v = self.value
         if self.parse is parse_prot and isinstance(v, int) and 0 <= v <= 7:
             return prot_str(v)
-        if isinstance(v, int) and not isinstance(v, bool) and self.parse in (parse_addr,
-                                                                              parse_size):
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0 and self.parse in (
+                parse_addr, parse_size):
             return hex(v)
         return "" if v is None else str(v)
 
@@ -125,7 +128,7 @@ class Form(W.VBox):
         self.error = W.HTML()
         self.error.add_class("vmlab-error")
         row = W.HBox([*self.boxes.values(), self.run_button],
-                     layout=W.Layout(flex_flow="row wrap", gap="6px", align_items="center"))
+                     layout=W.Layout(flex_flow="row wrap", align_items="center"))
         super().__init__([row, self.error])
 
     def values(self) -> dict[str, Any] | None:

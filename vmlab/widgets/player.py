@@ -132,7 +132,7 @@ class Player(W.VBox):
         controls = W.HBox(
             [self.back_button, self.play, self.forward_button, self.slider, self.jump,
              self.speed],
-            layout=W.Layout(align_items="center", flex_flow="row wrap", gap="4px"),
+            layout=W.Layout(align_items="center", flex_flow="row wrap"),
         )
         super().__init__([controls, self.explain],
                          layout=W.Layout(width="100%", max_width="880px"))

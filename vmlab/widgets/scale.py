@@ -8,7 +8,7 @@ display units (0..`WIDTH`), built from the boundaries of the entries (and gaps) 
 - ``"gaps"``: entries to scale, gaps longer than a cap squeezed (marked with ≈ by the views);
 - ``"log"``: a segmented axis: every entry and gap gets a width that grows with log2 of its
   size, so a 4 KiB guard and a 128 GiB hole are both visible (the overview's default);
-- ``"auto"``: linear if the smallest entry would still be a few pixels wide, else gaps, else log.
+- ``"auto"``: linear if the smallest entry would be at least 10 px wide, else gaps, else log.
 
 The tick formatter runs in the browser, so zooming and panning show true addresses.
 """
@@ -87,7 +87,7 @@ class AddressScale:
         if mode == "auto":
             span = hi_f - lo_f
             smallest = float(np.min(e - s)) if len(s) else span
-            if smallest / span * px >= 3.0:
+            if smallest / span * px >= 10.0:
                 mode = "linear"
             else:
                 mode = "gaps"

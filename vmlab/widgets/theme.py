@@ -49,8 +49,9 @@ __all__ = [
 #: Width of every figure in CSS pixels: fits a laptop's JupyterLab without horizontal scroll.
 VIEW_WIDTH = 860
 
-FONT = "'Inter', 'Helvetica Neue', 'DejaVu Sans', Arial, sans-serif"
-MONO = "'DejaVu Sans Mono', Menlo, Consolas, monospace"
+# Unquoted: bokeh's canvas text rejects quoted family lists (falls back to serif).
+FONT = "Helvetica Neue, DejaVu Sans, Arial, sans-serif"
+MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 
 CARD_BG = "#fbfbfd"
 CARD_BORDER = "#d0d4dc"
