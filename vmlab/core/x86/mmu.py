@@ -480,26 +480,32 @@ class Mmu:
             canon = (hi == 0) | (hi == 0x1FFFF)
         table = np.full(n, u(self._cr3) & amask_tbl, dtype=np.uint64)
         active = canon.copy()
-        rw = np.ones(n, dtype=bool)
-        us = np.ones(n, dtype=bool)
-        xd = np.zeros(n, dtype=bool)
+        all_active = bool(active.all())
+        all_ones = u((1 << 64) - 1)
+        and_acc = np.full(n, all_ones, dtype=np.uint64)
+        or_acc = np.zeros(n, dtype=np.uint64)
         reached = np.zeros(n, dtype=bool)
         leaf_epa = np.zeros(n, dtype=np.uint64)
         leaf_raw = np.zeros(n, dtype=np.uint64)
         psize = np.zeros(n, dtype=np.uint64)
-        ec = np.zeros(n, dtype=np.uint32)
+        # 0: walking / reached a leaf, 1: not present, 2: reserved bit
+        status = np.zeros(n, dtype=np.uint8)
         base = self._error_base(access, cpl)
-        nonleaf_epas: list[np.ndarray] = []
+        zero = u(0)
+        ad_writes: list[np.ndarray] = []  # entry word indices needing A (non-leaf)
         for name in LEVEL_NAMES[-self.levels:]:
             idx = (v >> u(LEVEL_SHIFT[name])) & u(511)
-            epa = table + (idx << u(3))
-            widx = epa >> u(3)
-            inmem = widx < nwords
-            raw = frames[np.where(inmem, widx, u(0))]
-            raw = np.where(inmem & active, raw, u(0))
-            present = (raw & u(1)).astype(bool)
-            notp = active & ~present
-            ec[notp] = base
+            widx = (table >> u(3)) + idx
+            if n and int(widx.max()) >= int(nwords):
+                inmem = widx < nwords
+                raw = frames[np.minimum(widx, nwords - u(1))]
+                raw[~inmem] = 0  # outside RAM reads as 0
+            else:
+                raw = frames[widx]
+            if not all_active:
+                raw = np.where(active, raw, zero)
+            present = (raw & u(1)) != 0
+            np.copyto(status, 1, where=active & ~present)
             if name in ("PDPTE", "PDE"):
                 ps = (raw & u(PG_PS)) != 0
                 rmask = np.where(
@@ -510,30 +516,41 @@ class Mmu:
             else:
                 ps = None
                 rmask = u(reserved_mask(name, False, m, nxe, self.pdpe1gb))
-            rsv = active & present & ((raw & rmask) != 0)
-            ec[rsv] = base | PGEX_P | PGEX_RSV
-            good = active & present & ~rsv
-            # only lanes still walking at this level combine its rights
-            rw &= ((raw & u(2)) != 0) | ~good
-            us &= ((raw & u(4)) != 0) | ~good
+            good = present  # inactive lanes read 0, so present implies active
+            rsv = (raw & rmask) != 0
+            if rsv.any():
+                rsv &= present
+                np.copyto(status, 2, where=rsv)
+                good = present & ~rsv
+            # only lanes still walking at this level combine its rights (R/W, U/S ANDed;
+            # XD ORed): AND/OR the raw entries themselves
+            and_acc &= np.where(good, raw, all_ones)
             if nxe:
-                xd |= ((raw >> u(63)) != 0) & good
+                or_acc |= np.where(good, raw, zero)
             if name == "PTE":
                 leaf = good
             elif ps is not None:
                 leaf = good & ps
             else:
-                leaf = np.zeros(n, dtype=bool)
-            nonleaf = good & ~leaf
-            if set_ad:
-                nonleaf_epas.append(epa[nonleaf])
-            if leaf.any():
-                leaf_epa[leaf] = epa[leaf]
-                leaf_raw[leaf] = raw[leaf]
-                psize[leaf] = _LEAF_SIZE[name]
+                leaf = None
+            if leaf is not None and leaf.any():
+                np.copyto(leaf_epa, widx, where=leaf)
+                np.copyto(leaf_raw, raw, where=leaf)
+                np.copyto(psize, u(_LEAF_SIZE[name]), where=leaf)
                 reached |= leaf
+                nonleaf = good & ~leaf
+            else:
+                nonleaf = good
+            if set_ad:
+                need = nonleaf & ((raw & u(PG_A)) == 0)
+                if need.any():
+                    ad_writes.append(widx[need])
             table = raw & amask_tbl
             active = nonleaf
+            all_active = False
+        rw = (and_acc & u(2)) != 0
+        us = (and_acc & u(4)) != 0
+        xd = (or_acc >> u(63)) != 0
         # combined rights (SDM §4.6), vectorised like Mmu._denied
         if cpl == 3:
             deny = ~us
@@ -548,22 +565,25 @@ class Mmu:
             if access == "w" and self.cr0 & CR0_WP:
                 deny = deny | ~rw
         deny = np.asarray(deny, dtype=bool) & reached
-        ec[deny] = base | PGEX_P
         ok = reached & ~deny
+        ec = np.where(
+            status == 1, np.uint32(base),
+            np.where(status == 2, np.uint32(base | PGEX_P | PGEX_RSV),
+                     np.where(deny, np.uint32(base | PGEX_P), np.uint32(0))),
+        ).astype(np.uint32)
         off = psize - u(1)
-        pa = np.where(ok, (leaf_raw & u((1 << m) - 1) & ~off) | (v & off), u(0))
+        pa = np.where(ok, (leaf_raw & u((1 << m) - 1) & ~off) | (v & off), zero)
         vector = np.where(ok, 0, np.where(canon, VECTOR_PF, VECTOR_GP)).astype(np.uint8)
-        ec[~canon] = 0
         if set_ad:
-            for e in nonleaf_epas:
-                if e.size:
-                    frames[e >> u(3)] |= u(PG_A)
-            le = leaf_epa[ok]
-            if le.size:
-                frames[le >> u(3)] |= u(PG_A | (PG_M if access == "w" else 0))
+            for w in ad_writes:
+                frames[_unique_words(w, frames.size)] |= u(PG_A)
+            bits = u(PG_A | (PG_M if access == "w" else 0))
+            need = ok & ((leaf_raw & bits) != bits)
+            if need.any():
+                frames[_unique_words(leaf_epa[need], frames.size)] |= bits
             if self._trace is not None:
                 self._trace.mark_dirty(self)
-        return Translations(ok, pa, np.where(ok, psize, u(0)), vector, ec)
+        return Translations(ok, pa, np.where(ok, psize, zero), vector, ec)
 
     # ---- through the TLB -------------------------------------------------------------------
     def access(self, va: int, access: str = "r", cpl: int = 3) -> Walk:
@@ -627,6 +647,16 @@ class Mmu:
     def __repr__(self) -> str:
         return (f"Mmu(cr3={self._cr3:#x}, cr0={self.cr0:#x}, cr4={self._cr4:#x}, "
                 f"efer={self.efer:#x}, ac={self.ac}, tlb={len(self.tlb)} entries)")
+
+
+def _unique_words(idx: np.ndarray, nwords: int) -> np.ndarray:
+    """Distinct word indices (a scatter into a lazily zeroed mask beats sorting for big
+    batches; an OR is idempotent, so duplicates are only a cost)."""
+    if idx.size < 4096:
+        return idx
+    mask = np.zeros(nwords, dtype=bool)
+    mask[idx] = True
+    return np.flatnonzero(mask)
 
 
 def _check_va(va: Any) -> int:
