@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bokeh.core.properties import value
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, HoverTool, Range1d, Span
 from bokeh.plotting import figure
@@ -70,7 +71,7 @@ class LockView:
         r = band.quad(left="l", right="r", bottom=0.1, top=0.9, source=self.cells,
                       fill_color="color", line_color=theme.CARD_BORDER)
         band.text(x="x", y=0.5, text="text", source=self.labels, text_align="left",
-                  text_baseline="middle", text_font=theme.FONT, text_font_size="10px",
+                  text_baseline="middle", text_font=value(theme.FONT), text_font_size="10px",
                   text_color=theme.TEXT, x_offset=3)
         band.scatter(x="x", y="y", source=self.fails, marker="x", size=12,
                      line_color=theme.ERROR, line_width=3)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from bokeh.core.properties import value
 from bokeh.models import ColumnDataSource, CustomJSHover, HoverTool, Range1d
 from bokeh.plotting import figure
 
@@ -171,29 +172,29 @@ class MapView:
         r = fig.quad(left="l", right="r", bottom="b", top="t", source=self.entries,
                      fill_color="color", line_color="white", line_width=1)
         fig.text(x="x", y=0.5, text="text", source=self.labels, text_align="center",
-                 text_baseline="middle", text_font=theme.MONO, text_font_size="10px",
+                 text_baseline="middle", text_font=value(theme.MONO), text_font_size="10px",
                  text_color="white")
         fig.quad(left="l", right="r", bottom=B - 0.08, top=T + 0.08, source=self.gap_hl,
                  fill_color="color", fill_alpha=0.3, line_color="color", line_width=2,
                  line_dash="dashed")
         fig.text(x="x", y=-0.4, text="text", source=self.gap_hl, text_align="center",
-                 text_baseline="middle", text_font=theme.FONT, text_font_size="11px",
+                 text_baseline="middle", text_font=value(theme.FONT), text_font_size="11px",
                  text_color="color")
         fig.quad(left="l", right="r", bottom=B - 0.1, top=T + 0.1, source=self.hl,
                  fill_alpha=0, line_color=theme.HIGHLIGHT, line_width=4)
         fig.text(x="x", y=-0.4, text="text", source=self.hl, text_align="center",
-                 text_baseline="middle", text_font=theme.FONT, text_font_size="11px",
+                 text_baseline="middle", text_font=value(theme.FONT), text_font_size="11px",
                  text_color=theme.TEXT)
         fig.quad(left="l", right="r", bottom=GHOST_B, top=GHOST_T, source=self.ghost,
                  fill_color=theme.NEW_ENTRY, fill_alpha=0.35, line_color=theme.NEW_ENTRY,
                  line_width=2, line_dash="dashed")
         fig.text(x="x", y=(GHOST_B + GHOST_T) / 2, text="text", source=self.ghost,
-                 text_align="center", text_baseline="middle", text_font=theme.MONO,
+                 text_align="center", text_baseline="middle", text_font=value(theme.MONO),
                  text_font_size="10px", text_color=theme.TEXT)
         fig.segment(x0="x", x1="x", y0=B - 0.25, y1=GHOST_T, source=self.marks,
                     line_color=theme.ACCENT, line_width=2)
         fig.text(x="x", y=2.15, text="text", source=self.marks, text_align="center",
-                 text_baseline="middle", text_font=theme.MONO, text_font_size="10px",
+                 text_baseline="middle", text_font=value(theme.MONO), text_font_size="10px",
                  text_color=theme.ACCENT)
         linked_mark_glyph(fig, self.linked)
         fig.add_tools(hover_tool(r, ENTRY_TOOLTIP), hover_tool(g, GAP_TOOLTIP))

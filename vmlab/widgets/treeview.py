@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from bokeh.core.properties import value
 from bokeh.models import ColumnDataSource, CustomJSHover, HoverTool, Range1d
 from bokeh.plotting import figure
 
@@ -123,15 +124,15 @@ class TreeView:
         fig.scatter(x="x", y="y", source=self.stubs, marker="triangle", size=12,
                     fill_color=theme.PRUNED, line_color=theme.GAP_LINE)
         fig.text(x="x", y="y", text="text", source=self.stubs, y_offset=14,
-                 text_align="center", text_font=theme.MONO, text_font_size="9px",
+                 text_align="center", text_font=value(theme.MONO), text_font_size="9px",
                  text_color=theme.TEXT_MUTED)
         r = fig.quad(left="l", right="r", bottom="b", top="t", source=self.nodes,
                      fill_color="fill", fill_alpha="alpha", line_color="line", line_width="lw")
         fig.text(x="x", y="y", text="text", source=self.nodes, text_align="center",
-                 text_baseline="middle", text_font=theme.MONO, text_font_size="9.5px",
+                 text_baseline="middle", text_font=value(theme.MONO), text_font_size="9.5px",
                  text_color="text_color", text_line_height=1.1)
         fig.text(x="x", y="y", text="text", source=self.note, y_offset=-26,
-                 text_align="center", text_font=theme.FONT, text_font_size="11px",
+                 text_align="center", text_font=value(theme.FONT), text_font_size="11px",
                  text_color="#0891b2", text_font_style="bold")
         linked_mark_glyph(fig, self.linked)
         fmts = _formatters()
