@@ -15,3 +15,13 @@ from .vm_map_find import *
 from .vm_map_protect import *
 from .vm_object import *
 from .x86 import *
+from .vm_page import *
+from .pager import *
+from .machine import *
+from .pmap import *
+from .vm_fault import *
+from .vm_stack import *
+from .vm_sync import *
+from .vmspace import *
+from .syscalls import *
+from .process_snapshot import *

@@ -189,6 +189,14 @@ class MemPmap:
             _record(self, "pmap_protect", f"pmap_protect [{sva:#x}, {eva:#x}) to "
                     f"{VM_PROT(prot)!r}: {n} pages", sva=sva, eva=eva, prot=int(prot), count=n)
 
+    def unwire(self, sva: int, eva: int) -> None:
+        """pmap_unwire(9): clear the wired bit of the mappings in [sva, eva)."""
+        for va in self._vas(sva, eva):
+            pte = self._pte[va]
+            if pte[2]:
+                pte[2] = False
+                self._wired -= 1
+
     def extract(self, va: int) -> int:
         """pmap_extract(9): the physical address ``va`` maps to, 0 if unmapped."""
         pte = self._pte.get(va & ~PAGE_MASK)

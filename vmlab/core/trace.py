@@ -64,6 +64,31 @@ STEP_KINDS: dict[str, str] = {
     "tlb_hit": "the TLB answered: va, pa (None if the cached rights refused), page_size, ok",
     "tlb_miss": "the TLB had no usable entry, a walk follows: va, reason",
     "tlb_flush": "TLB entries dropped: reason ('invlpg', 'cr3', 'cr4', 'all'), va, dropped",
+    # process layer (vm_fault.py, vm_stack.py, vmspace.py, vm_sync.py, pmap.py); recorded on a
+    # Vmspace, state = ProcessSnapshot (docs/process.md)
+    "fault": "vm_fault entered: va, fault_type (VM_PROT bits), fault_flags",
+    "lookup": "vm_map_lookup result: va, rv, entry, object, pindex, prot, wired",
+    "object_alloc": "an entry got its first (anonymous) object: entry, object, size (pages)",
+    "shadow": "NEEDS_COPY resolved: entry, old_object, new_object (same id: not shadowed)",
+    "chain_walk": "the fault looks in a backing object: object, pindex",
+    "zero_fill": "a zero-filled page was put in the first object: object, pindex, pa",
+    "pagein": "vnode pager read: object, pindex, behind, ahead, count, file",
+    "cow_copy": "copy-on-write: from_object, from_pindex, to_object, to_pindex, old_pa, new_pa, "
+    "rename (page moved, not copied)",
+    "fault_path": "which way the fault went: path ('soft_fast'), object, pindex, pa",
+    "fault_done": "vm_fault returned: va, rv, faultcount",
+    "prefault_candidate": "one vm_fault_prefault candidate: i, va, addra, verdict ('mapped', "
+    "'outside', 'already_mapped', 'no_ptp', 'invalid', 'stop'), pindex, object, pa",
+    "pmap_enter": "a PTE was made: va, pa, prot (granted), wired, quick (pmap_enter_quick)",
+    "pmap_remove": "PTEs were removed: sva, eva, count",
+    "pmap_protect": "PTE rights were reduced: sva, eva, prot, count",
+    "grow": "vm_map_growstack: addr, rv, grow (bytes), asked, start, end, guard, procstack, "
+    "ssize (pages) — or rv and reason on failure",
+    "fork_entry": "vmspace_fork handled one parent entry: entry, child_entry (-1 = hole), "
+    "inheritance, start, end, object, mode ('cow'/'none'/'wired') or shadowed",
+    "sync": "vm_map_sync: start, end, syncio, invalidate, rv",
+    "madvise": "vm_map_madvise: start, end, behav",
+    "wire": "vm_map_wire / vm_map_unwire: start, end, user, rv",
 }
 
 

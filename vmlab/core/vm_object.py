@@ -322,3 +322,51 @@ def vm_object_deallocate(obj: VmObject | None) -> None:  # noqa: F811 - replaces
         if backing is not None:
             backing.shadow_count -= 1
         obj = backing
+
+
+__all__ += ["vm_object_sync", "vm_object_unwire"]
+
+
+def vm_object_unwire(obj: VmObject, offset: int, length: int, queue: int = 0) -> None:
+    """vm_object_unwire (vm_object.c): unwire the page that backs each page of [offset,
+    offset + length) — the first one found walking down the shadow chain."""
+    from .vm_page import vm_page_unwire
+
+    for i in range(length >> 12):
+        o, pi = obj, (offset >> 12) + i
+        m = o.memq.get(pi)
+        while m is None and o.backing_object is not None:
+            pi += o.backing_object_offset >> 12
+            o = o.backing_object
+            m = o.memq.get(pi)
+        if m is not None and m.wire_count > 0:
+            vm_page_unwire(m)
+
+
+def vm_object_sync(
+    obj: VmObject | None, offset: int, size: int, syncio: bool, invalidate: bool
+) -> bool:
+    """vm_object_sync (vm_object.c): msync's work on one object range. It descends to the
+    bottom of the shadow chain (offsets adjusted), writes back the dirty pages of a vnode
+    object there (vm_object_page_clean) and, with ``invalidate``, frees that object's clean
+    pages in the range (vm_object_page_remove with OBJPR_CLEANONLY; every mapping of them goes).
+    Returns False if the write-back failed (never, in the model)."""
+    if obj is None:
+        return True
+    while obj.backing_object is not None:
+        offset += obj.backing_object_offset
+        obj = obj.backing_object
+        if obj.size < (offset + size) >> 12:
+            size = (obj.size << 12) - offset
+    res = True
+    start, end = offset >> 12, (offset + size + 0xFFF) >> 12
+    if obj.type == OBJT.VNODE and end > start:
+        res = vm_object_page_clean(obj, start, end, syncio or invalidate)
+        if invalidate:
+            from .vm_page import vm_page_free
+
+            for pi in sorted(p for p in obj.memq if start <= p < end):
+                m = obj.memq[pi]
+                if not m.dirty and not m.wire_count:
+                    vm_page_free(m)
+    return res
