@@ -118,3 +118,17 @@ def test_no_columndatasource_stream() -> None:
         if _calls_stream(f.read_text()):
             offenders.append(str(f.relative_to(REPO)))
     assert not offenders, f"ColumnDataSource.stream() called in {offenders}"
+
+
+def test_binder_pins_match_pyproject() -> None:
+    """binder/requirements.txt (repo2docker's cached layer) pins what pyproject's lab and
+    dashboard extras pin, so Binder runs the stack the browser tests verified."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (CI runs 3.11)
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    wanted = {r for r in extras["lab"] + extras["dashboard"] if "==" in r}
+    lines = (REPO / "binder" / "requirements.txt").read_text().splitlines()
+    have = {ln.strip() for ln in lines if "==" in ln and not ln.lstrip().startswith("#")}
+    assert wanted == have, f"pyproject pins {sorted(wanted)}, binder pins {sorted(have)}"

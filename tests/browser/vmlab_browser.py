@@ -339,7 +339,7 @@ def check_log_console(page: Page) -> None:
 
 def exercise_players(page: Page, *, settle_ms: int = 1500) -> int:
     """Step every vmlab player forward (its text must change) and back (it must return), then
-    press its Play button. Returns the number of players found."""
+    press its Play button, wait, press stop. Returns the number of players found."""
     players = page.locator(PLAYER)
     for i in range(players.count()):
         player = players.nth(i)
@@ -370,10 +370,10 @@ def exercise_players(page: Page, *, settle_ms: int = 1500) -> int:
                     ) from None
         play = player.locator(".widget-play button")
         if play.count():
-            play.first.click()  # ipywidgets' Play: [play, pause, stop, repeat]
+            play.first.click()  # ipywidgets 8 Play: [play/pause, stop, repeat]
             page.wait_for_timeout(settle_ms)
             if play.count() > 1:
-                play.nth(1).click()
+                play.nth(1).click()  # stop
     return players.count()
 
 
@@ -400,8 +400,10 @@ class NotebookRun:
 
 
 def _first_visual(page: Page) -> Locator | None:
+    """The output area holding the first player (else bokeh canvas, else widget)."""
+    outputs = page.locator(".jp-OutputArea-output")
     for sel in (PLAYER, BOKEH_CANVAS, WIDGET_OUTPUT):
-        loc = page.locator(sel)
+        loc = outputs.filter(has=page.locator(sel)) if sel != WIDGET_OUTPUT else page.locator(sel)
         if loc.count():
             return loc.first
     return None
