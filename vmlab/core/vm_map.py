@@ -142,7 +142,7 @@ def _int(name: str, v: Any, bits: int) -> int:
 
 def _prot(name: str, v: Any) -> int:
     x = _int(name, v, 8)
-    if x & ~VM_PROT.ALL:
+    if x & ~int(VM_PROT.ALL):
         raise ValueError(f"{name}={x:#x} has bits outside VM_PROT_ALL (read|write|execute)")
     return x
 
@@ -717,8 +717,7 @@ def vm_map_insert(
           offset=offset, start=start, end=end, prot=prot, max=max, cow=cow)
     if object is not None and cow & MAP.NOFAULT and not cow & MAP.SPLIT_BOUNDARY_MASK:
         raise ValueError("vm_map_insert: paradoxical MAP_NOFAULT request with an object")
-    if prot & ~max:
-        raise ValueError(f"vm_map_insert: prot {prot:#x} is not a subset of max_prot {max:#x}")
+    _check_prot_max("vm_map_insert", prot, max)
     return _insert(map, object, offset, start, end, prot, max, cow)
 
 
@@ -780,7 +779,7 @@ def _insert(
         if object.flags & OBJ_ANON and (object.ref_count > 1 or object.shadow_count != 0):
             object.flags &= ~OBJ_ONEMAPPING
     elif (
-        (t.eflags[prev] & ~MAP_ENTRY.USER_WIRED) == protoeflags
+        (t.eflags[prev] & ~int(MAP_ENTRY.USER_WIRED)) == protoeflags
         and not cow & (MAP.STACK_GROWS_DOWN | MAP.STACK_GROWS_UP | MAP.VN_EXEC)
         and t.end[prev] == start
         and (
@@ -1059,6 +1058,33 @@ def _lookup_clip_start(map: VmMap, start: int) -> tuple[KERN, int, int]:
     return KERN.SUCCESS, entry, prev
 
 
+def _quiet_search(map: VmMap, addr: int) -> tuple[bool, int]:
+    """A non-splaying, unrecorded lookup (vmlab's own pre-checks must not change the tree)."""
+    if map.root == NULL:
+        return False, HEADER
+    saved, map._trace = map._trace, None
+    try:
+        return tree_search(map, addr)
+    finally:
+        map._trace = saved
+
+
+def _clip_would_fail(map: VmMap, addr: int) -> bool:
+    """Would clipping the entry containing addr at addr fail with KERN_INVALID_ARGUMENT (a
+    split-boundary entry and an unaligned addr)? FreeBSD finds out half-way through an
+    operation, after earlier clips; vmlab asks first so that a failed call changes nothing."""
+    found, e = _quiet_search(map, addr)
+    if not found or addr == map._t.start[e]:
+        return False
+    bdry_idx = (map._t.eflags[e] & MAP_ENTRY.SPLIT_BOUNDARY_MASK) >> MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
+    return bdry_idx != 0 and bool(addr & (pagesizes[bdry_idx] - 1))
+
+
+def _check_prot_max(fname: str, prot: int, max: int) -> None:
+    if prot & ~max:
+        raise ValueError(f"{fname}: prot {prot:#x} is not a subset of max_prot {max:#x}")
+
+
 # ---------------------------------------------------------------------------------------------
 # delete / remove
 
@@ -1125,9 +1151,16 @@ def _entry_delete(map: VmMap, e: int) -> None:
 
 
 def _delete_must_wait(map: VmMap, start: int, end: int) -> int:
-    """First entry in [start, end) FreeBSD's vm_map_delete would sleep on, or NULL."""
+    """First entry in [start, end) FreeBSD's vm_map_delete would sleep on, or NULL. A quiet,
+    non-splaying search, so the tree keeps exactly the shape FreeBSD gives it."""
     t = map._t
-    found, e = _lookup(map, start)
+    if map.root == NULL:
+        return NULL
+    saved, map._trace = map._trace, None
+    try:
+        found, e = tree_search(map, start)
+    finally:
+        map._trace = saved
     if not found:
         e = vm_map_entry_succ_id(map, e)
     while e != HEADER and t.start[e] < end:
@@ -1141,6 +1174,9 @@ def _delete(map: VmMap, start: int, end: int) -> KERN:
     t = map._t
     if start == end:
         return KERN.SUCCESS
+    if _clip_would_fail(map, start) or _clip_would_fail(map, end):
+        # FreeBSD returns the same code, possibly after deleting part of the range.
+        return KERN.INVALID_ARGUMENT
     w = _delete_must_wait(map, start, end)
     if w != NULL:
         from .lock import LockWouldBlock
@@ -1189,9 +1225,11 @@ def vm_map_delete(map: VmMap, start: int, end: int) -> KERN:
     when the entry has an object or is a submap), then unlinked; they are freed at the next
     unlock. If an entry ending at ``anon_loc`` goes, ``anon_loc`` moves back to its start.
 
-    Returns KERN_SUCCESS, or KERN_INVALID_ARGUMENT when a clip hits a split-boundary entry at an
-    unaligned address. Where FreeBSD would sleep (an entry in transition or wired by the
-    kernel), vmlab raises LockWouldBlock before changing anything.
+    Returns KERN_SUCCESS, or KERN_INVALID_ARGUMENT when start or end splits a split-boundary
+    (largepage) entry at an unaligned address; vmlab checks this before changing anything, where
+    FreeBSD may already have deleted the front of the range. Where FreeBSD would sleep (an
+    entry in transition or wired by the kernel), vmlab raises LockWouldBlock before changing
+    anything.
     """
     vm_map_assert_locked(map, "vm_map_delete")
     start = _u64("start", start)

@@ -28,6 +28,7 @@ from .vm_map import (
     MAXPAGESIZES,
     VmMap,
     _call,
+    _check_prot_max,
     _cow,
     _delete,
     _findspace,
@@ -183,6 +184,7 @@ def vm_map_find(
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
+    _check_prot_max("vm_map_find", prot, max)
     if cow & _STACK and object is not None:
         raise ValueError("vm_map_find: a stack cannot have a backing object")
     if cow & MAP.REMAP and (find_space != VMFS.NO_SPACE or cow & _STACK):
@@ -379,6 +381,7 @@ def vm_map_fixed(
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
+    _check_prot_max("vm_map_fixed", prot, max)
     if cow & _STACK and object is not None:
         raise ValueError("vm_map_fixed: a stack cannot have a backing object")
     _call(map, "vm_map_fixed", object=None if object is None else f"#{object.id}",
@@ -502,6 +505,7 @@ def vm_map_stack_locked(
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
+    _check_prot_max("vm_map_stack_locked", prot, max)
     _call(map, "vm_map_stack_locked", addrbos=addrbos, max_ssize=max_ssize, growsize=growsize,
           prot=prot, max=max, cow=cow)
     rv = _stack_locked(map, addrbos, max_ssize, growsize, prot, max, cow)
@@ -526,6 +530,7 @@ def vm_map_stack(
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
+    _check_prot_max("vm_map_stack", prot, max)
     if map.flags & VM_MAP_FLAGS.WIREFUTURE:
         raise ValueError("vm_map_stack: the map must not have MAP_WIREFUTURE")
     _call(map, "vm_map_stack", addrbos=addrbos, max_ssize=max_ssize, prot=prot, max=max,

@@ -17,11 +17,13 @@ from .vm_map import (
     _call,
     _clip_end,
     _clip_start,
+    _clip_would_fail,
     _entry_charged,
     _er,
     _int,
     _lookup,
     _lookup_clip_start,
+    _quiet_search,
     _range_check,
     _rec,
     _ret,
@@ -58,7 +60,7 @@ def vm_map_protect(
     new_prot = _int("new_prot", new_prot, 8)
     new_maxprot = _int("new_maxprot", new_maxprot, 8)
     flags = _int("flags", flags, 32)
-    if flags & ~(VM_MAP_PROTECT.SET_PROT | VM_MAP_PROTECT.SET_MAXPROT | VM_MAP_PROTECT.GROWSDOWN):
+    if flags & ~0x7:  # SET_PROT | SET_MAXPROT | GROWSDOWN
         raise ValueError(f"vm_map_protect: unknown flag bits {flags:#x}")
     _call(map, "vm_map_protect", start=start, end=end, new_prot=new_prot,
           new_maxprot=new_maxprot, flags=flags)
@@ -120,6 +122,10 @@ def _protect_locked(
         )
     if tr is not None:
         tr.record(map, "note", "Every entry in the range allows the change: now apply it.")
+    # FreeBSD may clip at start and then fail at end; vmlab checks both first.
+    if _clip_would_fail(map, start) or _clip_would_fail(map, end):
+        return _ret(map, name, KERN.INVALID_ARGUMENT,
+                    why="the range splits a largepage mapping at an unaligned address")
     # Clip, and reserve swap for private mappings gaining write access.
     rv = _clip_start(map, first, start)
     if rv != KERN.SUCCESS:
@@ -184,7 +190,7 @@ def _protect_locked(
             ):
                 _fault_copy_entry(map, e)
             if old_prot & ~t.protection[e] and map.pmap is not None:
-                mask = ~VM_PROT.WRITE if t.eflags[e] & MAP_ENTRY.COW else VM_PROT.ALL
+                mask = ~int(VM_PROT.WRITE) if t.eflags[e] & MAP_ENTRY.COW else int(VM_PROT.ALL)
                 p = VM_PROT(t.protection[e] & mask & VM_PROT.ALL)
                 map.pmap.protect(t.start[e], t.end[e], p)
                 if tr is not None:
@@ -245,10 +251,29 @@ def vm_map_inherit(map: VmMap, start: int, end: int, new_inheritance: int) -> KE
         vm_map_unlock(map)
 
 
+def _largepage_in_range(map: VmMap, start: int, end: int) -> bool:
+    t = map._t
+    found, e = _quiet_search(map, start)
+    if not found:
+        e = vm_map_entry_succ_id(map, e)
+    while e != HEADER and t.start[e] < end:
+        if t.eflags[e] & MAP_ENTRY.SPLIT_BOUNDARY_MASK:
+            return True
+        e = vm_map_entry_succ_id(map, e)
+    return False
+
+
 def _inherit_locked(map: VmMap, start: int, end: int, inh: int) -> KERN:
     name = "vm_map_inherit"
     t = map._t
     start, end = _range_check(map, start, end)
+    # FreeBSD may clip first and fail afterwards (same code); vmlab checks before any change.
+    if _clip_would_fail(map, start) or _clip_would_fail(map, end):
+        return _ret(map, name, KERN.INVALID_ARGUMENT,
+                    why="the range splits a largepage mapping at an unaligned address")
+    if inh == VM_INHERIT.COPY and _largepage_in_range(map, start, end):
+        return _ret(map, name, KERN.INVALID_ARGUMENT,
+                    why="a largepage mapping in the range cannot be inherited by copy")
     rv, start_entry, prev = _lookup_clip_start(map, start)
     if rv != KERN.SUCCESS:
         return _ret(map, name, rv, why="the start is not aligned to a largepage boundary")
