@@ -1,0 +1,1 @@
+"""One module per exercise topic; each offers ``generate(seed)`` and ``build(**params)``."""
