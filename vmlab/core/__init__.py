@@ -25,3 +25,4 @@ from .vm_sync import *
 from .vmspace import *
 from .syscalls import *
 from .process_snapshot import *
+from .exec_image import *

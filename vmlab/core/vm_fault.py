@@ -328,8 +328,8 @@ def vm_fault_prefault(
             if addr_eff < starta or addr_eff >= e_end:
                 c = PrefaultCandidate(i, addr, "outside")
             elif not pmap.is_prefaultable(addr):
-                why = verdict_of(addr) if verdict_of is not None else "already_mapped"
-                c = PrefaultCandidate(i, addr, why if why != "ok" else "already_mapped")
+                why = verdict_of(addr) if verdict_of is not None else "mapped"
+                c = PrefaultCandidate(i, addr, "no_ptp" if why == "no_ptp" else "already_mapped")
             else:
                 pindex = ((addr - e_start) + e_off) >> PAGE_SHIFT
                 lobject = obj0
