@@ -5,6 +5,7 @@ Subcommands (argparse subparsers; each adds itself in ``_add_<name>``):
 - ``vmlab import FILE|PID``: read a real address space and print it as a ``procstat -v`` table
   or as JSON.
 - ``vmlab lab``: start JupyterLab on the lessons (the same as ``make lab``).
+- ``vmlab exercise --seed N [--topic T] [--count K] [--solve]``: seeded OSTEP-style problems.
 
 Exit codes scripts can rely on: 0 success; 1 the input had lines that could not be imported
 (each reported on stderr as ``line N: reason``) or its format could not be recognised;
@@ -98,6 +99,68 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_lab)
 
 
+_EXERCISE_EXAMPLES = """\
+examples:
+  vmlab exercise --seed 7                       # one problem (topic chosen by the seed)
+  vmlab exercise --seed 7 --topic findspace --solve
+  vmlab exercise --seed 1 --count 10 --topic insert --topic clip > set.txt
+  vmlab exercise --seed 1 --count 5 --markdown --solve > answers.md
+  vmlab exercise --list                         # the topics
+
+The same seed prints the same problem on every machine and Python version. Problem i of a set
+uses seed N+i-1 and the topic list in turn.
+
+exit status: 0 ok, 2 usage error (unknown topic, bad seed or count)
+"""
+
+
+def _add_exercise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "exercise",
+        help="print OSTEP-style problems from a seed (--solve for the answers)",
+        description="Print seeded vm_map / page-walk problems; the answers come from "
+        "running vmlab's model of FreeBSD 14.",
+        epilog=_EXERCISE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed of the first problem (a non-negative integer; required "
+                   "unless --list)")
+    p.add_argument("--topic", action="append", metavar="T",
+                   help="topic (repeat for several; default: all). See --list")
+    p.add_argument("--count", type=int, default=1, metavar="K",
+                   help="number of problems (default 1)")
+    p.add_argument("--solve", action="store_true", help="print the answers and explanations")
+    p.add_argument("--markdown", action="store_true", help="Markdown instead of plain text")
+    p.add_argument("--list", action="store_true", help="list the topics and exit")
+    p.set_defaults(func=_cmd_exercise)
+
+
+def _cmd_exercise(args: argparse.Namespace) -> int:
+    from vmlab.exercises import TOPICS, problem_set
+
+    if args.list:
+        for name, what in TOPICS.items():
+            print(f"{name:<10} {what}")
+        return EXIT_OK
+    if args.seed is None or args.seed < 0:
+        print("vmlab exercise: --seed N is required (a non-negative integer)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.count < 1 or args.count > 1000:
+        print("vmlab exercise: --count must be between 1 and 1000", file=sys.stderr)
+        return EXIT_USAGE
+    bad = [t for t in args.topic or () if t not in TOPICS]
+    if bad:
+        print(f"vmlab exercise: unknown topic {bad[0]!r}; topics: {', '.join(TOPICS)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    seeds = range(args.seed, args.seed + args.count)
+    text = problem_set(seeds, args.topic, solutions=args.solve, markdown=args.markdown,
+                       title="vmlab exercises" + (" with solutions" if args.solve else ""))
+    _write(sys.stdout, text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vmlab",
@@ -109,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_import(sub)
     _add_lab(sub)
+    _add_exercise(sub)
     return parser
 
 
