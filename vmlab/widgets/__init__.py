@@ -19,6 +19,7 @@ from .lockview import LockView
 from .mapview import MapView
 from .overview import AddressSpaceOverview
 from .player import Player, step_html
+from .predict import Predict
 from .scale import AddressScale
 from .treeview import TreeView
 
@@ -38,6 +39,7 @@ __all__ = [
     "MapView",
     "Overview",
     "Player",
+    "Predict",
     "TreeView",
     "ensure_bokeh",
     "link_views",
