@@ -13,6 +13,8 @@ TOKEN = $${VMLAB_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(16)
 # so `pytest tests/<dir>` (with or without -p no:nbval) runs Python tests only.
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 PYTEST_ARGS ?=
+# Jupyter refuses to run as root without this (containers, a fresh Debian VM).
+ROOT_OK = $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 APT := DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o=Dpkg::Use-Pty=0
 
 .PHONY: lab test test-py nbval browser screenshots notebooks dashboard lint bench clean \
@@ -41,8 +43,9 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 comma := ,
 
 lab: $(VENV)/.installed-lab
-	cd notebooks && ../$(BIN)/jupyter lab --no-browser --ServerApp.ip=$(HOST) \
-	  --ServerApp.port=$(LAB_PORT) --IdentityProvider.token=$(TOKEN)
+	@t=$(TOKEN); echo "JupyterLab: http://$(HOST):$(LAB_PORT)/lab?token=$$t"; \
+	cd notebooks && exec ../$(BIN)/jupyter lab --no-browser --ServerApp.ip=$(HOST) \
+	  --ServerApp.port=$(LAB_PORT) --IdentityProvider.token=$$t $(ROOT_OK)
 
 dashboard: $(VENV)/.installed-lab+dashboard
 	@test -f notebooks/dashboard.ipynb || { echo "notebooks/dashboard.ipynb does not exist yet" >&2; exit 1; }
