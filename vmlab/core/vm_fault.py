@@ -45,12 +45,14 @@ from .pmap import PMAP_ENTER_NOSLEEP, PMAP_ENTER_WIRED
 from .vm_object import (
     OBJ_ANON,
     OBJ_DEAD,
+    OBJ_ONEMAPPING,
     vm_object_allocate_anon,
     vm_object_shadow,
 )
 from .vm_page import (
     PG_FICTITIOUS,
     VM_ALLOC_ZERO,
+    pmap_remove_all,
     vm_page_alloc,
     vm_page_dirty,
     vm_page_rename,
@@ -226,6 +228,14 @@ def _upgrade(map: VmMap) -> None:
 def vm_map_lookup_done(map: VmMap, entry: Any) -> None:
     """vm_map_lookup_done (vm_map.c): release the read lock vm_map_lookup left."""
     vm_map_unlock_read(map)
+
+
+def _adopt(obj: Any, machine: Any) -> None:
+    """Objects the map core creates (clips, entry backing) do not know their machine yet: the
+    first fault on them binds the chain to the faulting process's machine."""
+    while obj is not None and obj.machine is None:
+        obj.machine = machine
+        obj = obj.backing_object
 
 
 def _machine(map: VmMap) -> Any:
@@ -453,7 +463,9 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
        (faultcount 1).
     4. A page found below the first object: a write (or COPY) fault copies it into the first
        object (or, when the backing object has no other user, moves it: vm_fault_cow's rename),
-       faultcount becomes 1 if it was 0 (a soft COW copy); a read fault maps it without W.
+       faultcount becomes 1 if it was 0 (a soft COW copy); a copy into a first object that is
+       not OBJ_ONEMAPPING removes the old page from every pmap (pmap_remove_all); a read
+       fault maps the backing page without W.
     5. ``pmap_enter(pmap, vaddr, m, prot, fault_type | wired)``; a write dirties the page;
        VM_FAULT_WIRE wires it. After a hard fault ``entry.next_read`` = vaddr + ahead + 1 page.
     6. Prefault unless faultcount == 1, VM_FAULT_WIRE, or a wired entry: with the read
@@ -478,6 +490,8 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
             fault_type = int(prot) | (fault_type & int(VM_PROT.COPY))
         prot = int(prot)
         pmap = map.pmap
+        if first_object.machine is None:
+            _adopt(first_object, _machine(map))
         wflag = PMAP_ENTER_WIRED if wired else 0
 
         m = first_object.memq.get(first_pindex)
@@ -559,6 +573,10 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
                     vm_page_valid(new)
                     m = new
                     renamed = False
+                    # vm_fault_cow: a shadow shared read/write between address spaces (a SHARE
+                    # entry over a COW chain) must not leave others on the old page.
+                    if not first_object.flags & OBJ_ONEMAPPING:
+                        pmap_remove_all(old)
                 _rec(map, "cow_copy",
                      (f"Copy-on-write: page {pindex} of object #{obj.id} is moved into "
                       f"object #{first_object.id} (nobody else uses it)." if renamed else
@@ -607,7 +625,7 @@ def vm_fault_copy_entry(
     gains write access in vm_map_protect) the pages move into the entry's own object (a new
     anonymous one if it was NEEDS_COPY) and are mapped writable and wired, and COW|NEEDS_COPY
     are cleared; at fork the child's entry gets a new anonymous object whose pages are copies,
-    mapped without write access so the first write only sets the dirty bit (PTE not W)."""
+    entered with the entry's protection but a read access (so not marked modified)."""
     from .vm_object import vm_object_deallocate, vm_object_reference
     from .vm_page import vm_page_unwire
 

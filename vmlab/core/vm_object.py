@@ -224,6 +224,8 @@ def vm_object_shadow(
     if source is not None:
         source.shadow_count += 1
         result.machine = source.machine
+    if shared:
+        result.flags &= ~OBJ_ONEMAPPING  # the new shadow is mapped by more than one entry
     return result, 0
 
 

@@ -328,6 +328,8 @@ def vm_map_wire_locked(map: VmMap, start: int, end: int, flags: int) -> KERN:
                 entry.wired_count -= 1
     for entry in marked:
         vm_map_try_merge_entries(map, vm_map_entry_pred(entry), entry)
+    if marked:
+        vm_map_try_merge_entries(map, marked[-1], vm_map_entry_succ(marked[-1]))
     _rec(map, "wire", f"vm_map_wire [{start:#x}, {end:#x}) → {KERN(rv).name}", start=start,
          end=end, user=user_wire, rv=int(rv))
     return KERN(rv)
@@ -391,6 +393,8 @@ def vm_map_unwire(map: VmMap, start: int, end: int, flags: int) -> KERN:
                     entry.eflags = entry.eflags & ~MAP_ENTRY.USER_WIRED
         for entry in marked:
             vm_map_try_merge_entries(map, vm_map_entry_pred(entry), entry)
+        if marked:
+            vm_map_try_merge_entries(map, marked[-1], vm_map_entry_succ(marked[-1]))
     finally:
         vm_map_unlock(map)
     _rec(map, "wire", f"vm_map_unwire [{start:#x}, {end:#x}) → {KERN(rv).name}", start=start,
