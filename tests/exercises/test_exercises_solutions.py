@@ -200,3 +200,36 @@ def test_bad_explicit_parameters_are_clear_errors() -> None:
               new_maxprot=1, flags=4, query=0x2000)
     with pytest.raises(TypeError):
         build("findspace", entries=ENTRIES, start=0x1000)
+
+
+def test_explicit_fork_follows_inheritance() -> None:
+    ents = [{"start": 0x2000 + i * 0x2000, "end": 0x3000 + i * 0x2000, "prot": 3, "max": 7}
+            for i in range(6)]
+    p = build("fork", entries=ents, inherit=["copy", "copy", "none", "share", "zero", "share"],
+              touched=[False, True, True, True, False, False])
+    assert p.solve()["child entries"] == ["private", "cow", "absent", "shared", "zero",
+                                          "shared"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fork_matches_model(seed: int) -> None:
+    from vmlab.core import MAP_ENTRY, vmspace_fork
+    from vmlab.exercises.topics.fork import _parent
+
+    p = generate("fork", seed)
+    q = p.params
+    vm = _parent([EntrySpec(**e) for e in q["entries"]], q["inherit"], q["touched"], q["lo"],
+                 q["hi"])
+    child = vmspace_fork(vm)
+    kids = {e.start: e for e in child.vm_map.entries()}
+    labels = p.solve()["child entries"]
+    assert len(labels) == len(vm.vm_map.entries())
+    for e, label in zip(vm.vm_map.entries(), labels, strict=True):
+        c = kids.get(e.start)
+        assert (c is None) == (label == "absent")
+        if label == "cow":
+            assert c.eflags & MAP_ENTRY.COW and c.eflags & MAP_ENTRY.NEEDS_COPY
+        if label == "shared":
+            assert c.object is e.object and not c.eflags & MAP_ENTRY.NEEDS_COPY
+        if label in ("private", "zero"):
+            assert c.object is None

@@ -17,6 +17,7 @@ TOPICS: dict[str, str] = {
     "clip": "the entries after vm_map_clip_start / vm_map_clip_end, and the clipped entry",
     "protect": "vm_map_protect's KERN code with max_protection, and the protections after",
     "find": "vm_map_find with find_space modes, alignment, max_addr and anon clustering",
+    "fork": "what each entry becomes in the child of vmspace_fork, by inheritance",
     "walk": "x86-64 page-walk indices of an address, and the PA or the #PF error code",
 }
 

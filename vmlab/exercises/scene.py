@@ -69,10 +69,18 @@ def build_map(
     """A fresh map of [lo, hi) with the entries inserted in order by vm_map_insert (so
     adjacent matching anonymous entries merge, as they would in the kernel)."""
     m = vm_map_create(None, lo, hi)
+    if wxorx:
+        vm_map_lock(m)
+        vm_map_modflags(m, VM_MAP_FLAGS.WXORX, 0)
+        vm_map_unlock(m)
+    insert_all(m, entries)
+    return m
+
+
+def insert_all(m: VmMap, entries: Sequence[EntrySpec]) -> None:
+    """vm_map_insert each entry into m (locking it), vnode objects made fresh."""
     vm_map_lock(m)
     try:
-        if wxorx:
-            vm_map_modflags(m, VM_MAP_FLAGS.WXORX, 0)
         for e in entries:
             obj = None
             if e.obj == "vnode":
@@ -82,7 +90,6 @@ def build_map(
                 raise RuntimeError(f"scene entry {e} could not be inserted: {KERN(rv).name}")
     finally:
         vm_map_unlock(m)
-    return m
 
 
 def _obj_label(obj: Any, labels: dict[int, str]) -> str:
