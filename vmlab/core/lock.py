@@ -150,6 +150,7 @@ def _record(map: VmMap, op: str, td: Thread, ok: bool, text: str, old_ts: int) -
         text,
         op=op,
         thread=td.name,
+        holder=td.name,
         ok=ok,
         mode=lk.mode,
         holders=tuple(lk.holders),

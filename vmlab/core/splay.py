@@ -173,7 +173,81 @@ def _right_step(
 def splay_split(m: VmMap, addr: int, length: int) -> tuple[int, int, int]:
     """vm_map_splay_split: walk down towards addr, breaking off the nodes below (llist) and
     above (rlist) it; subtrees with max_free < length count as empty.
-    Returns (root or NULL, llist, rlist)."""
+    Returns (root or NULL, llist, rlist).
+
+    Without tracing this runs an inlined copy of the two step macros (the hottest loop of the
+    model: function calls would double its cost); `_splay_split_traced` is the same walk
+    through `_left_step` / `_right_step`, recording each step."""
+    if m._trace is not None:
+        return _splay_split_traced(m, addr, length)
+    t = m._t
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
+    left = right = H
+    root = m.root
+    while root != NULL and MF[root] >= length:
+        if addr < S[root]:
+            # SPLAY_LEFT_STEP(root, y, left, right, y->max_free >= length && addr < y->start)
+            y = L[root]
+            max_free = MF[root]
+            if max_free and max_free - 1 < (MF[y] if y != left else S[root] - E[left]):
+                r = R[root]
+                max_free = MF[r] if r != right else S[right] - E[root]
+            if y != left and MF[y] >= length and addr < S[y]:
+                z = R[y]
+                if z != root:
+                    L[root] = z
+                    R[y] = root
+                    if max_free < MF[y]:
+                        mz = MF[z]
+                        if mz > max_free:
+                            max_free = mz
+                        MF[root] = max_free
+                elif max_free < MF[y]:
+                    g = S[root] - E[y]
+                    if g > max_free:
+                        max_free = g
+                    MF[root] = max_free
+                root = y
+                y = L[root]
+            MF[root] = max_free
+            L[root] = right
+            right = root
+            root = y if y != left else NULL
+        elif addr >= E[root]:
+            # SPLAY_RIGHT_STEP(root, y, left, right, y->max_free >= length && addr >= y->end)
+            y = R[root]
+            max_free = MF[root]
+            if max_free and max_free - 1 < (MF[y] if y != right else S[right] - E[root]):
+                lft = L[root]
+                max_free = MF[lft] if lft != left else S[root] - E[left]
+            if y != right and MF[y] >= length and addr >= E[y]:
+                z = L[y]
+                if z != root:
+                    R[root] = z
+                    L[y] = root
+                    if max_free < MF[y]:
+                        mz = MF[z]
+                        if mz > max_free:
+                            max_free = mz
+                        MF[root] = max_free
+                elif max_free < MF[y]:
+                    g = S[y] - E[root]
+                    if g > max_free:
+                        max_free = g
+                    MF[root] = max_free
+                root = y
+                y = R[root]
+            MF[root] = max_free
+            R[root] = left
+            left = root
+            root = y if y != right else NULL
+        else:
+            break
+    return root, left, right
+
+
+def _splay_split_traced(m: VmMap, addr: int, length: int) -> tuple[int, int, int]:
+    """splay_split through the step functions, recording visits, rotations and prunes."""
     t = m._t
     S, E, MF = t.start, t.end, t.max_free
     left = right = H

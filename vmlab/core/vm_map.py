@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import operator
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from .constants import (
     VM_INHERIT,
     VM_MAP_FLAGS,
     VM_PROT,
+    VMFS,
 )
 from .entries import (
     HEADER,
@@ -106,6 +108,15 @@ MAXPAGESIZES = 3
 
 _map_ids = itertools.count(1)
 
+# Plain-int copies of the flag enums: IntFlag arithmetic costs ~1 us per operation, which would
+# dominate the hot paths (measured with cProfile on insert/delete).
+ME = SimpleNamespace(**{k: int(v) for k, v in MAP_ENTRY.__members__.items()})
+MC = SimpleNamespace(**{k: int(v) for k, v in MAP.__members__.items()})
+PR = SimpleNamespace(**{k: int(v) for k, v in VM_PROT.__members__.items()})
+MF = SimpleNamespace(**{k: int(v) for k, v in VM_MAP_FLAGS.__members__.items()})
+FS = SimpleNamespace(**{k: int(v) for k, v in VMFS.__members__.items()})
+NOMERGE = int(MAP_ENTRY_NOMERGE_MASK)
+
 
 class VmMapInconsistent(AssertionError):
     """vm_map_check found a broken invariant (FreeBSD's _vm_map_assert_consistent)."""
@@ -142,7 +153,7 @@ def _int(name: str, v: Any, bits: int) -> int:
 
 def _prot(name: str, v: Any) -> int:
     x = _int(name, v, 8)
-    if x & ~int(VM_PROT.ALL):
+    if x & ~int(PR.ALL):
         raise ValueError(f"{name}={x:#x} has bits outside VM_PROT_ALL (read|write|execute)")
     return x
 
@@ -278,7 +289,7 @@ class VmMap:
     # deferred entry free (vm_map_process_deferred) ------------------------------------------
     def _free_deferred_entry(self, slot: int) -> None:
         t = self._t
-        if not t.eflags[slot] & MAP_ENTRY.IS_SUB_MAP:
+        if not t.eflags[slot] & ME.IS_SUB_MAP:
             _vmo.vm_object_deallocate(t.objects[slot])
         t.dispose(slot)
 
@@ -307,7 +318,7 @@ def _vm_map_init(map: VmMap, pmap: Any, min: int, max: int) -> None:
     """_vm_map_init: header.eflags = HEADER, header.end = min, header.start = max, links to
     itself, root NULL, counters 0."""
     t = map._t
-    t.eflags[HEADER] = MAP_ENTRY.HEADER
+    t.eflags[HEADER] = ME.HEADER
     t.end[HEADER] = min
     t.start[HEADER] = max
     t.left[HEADER] = t.right[HEADER] = HEADER
@@ -500,7 +511,7 @@ def _entry_charged(t: EntryTable, e: int) -> bool:
     if t.creds[e] is not None:
         return True
     obj = t.objects[e]
-    return obj is not None and obj.cred is not None and not t.eflags[e] & MAP_ENTRY.NEEDS_COPY
+    return obj is not None and obj.cred is not None and not t.eflags[e] & ME.NEEDS_COPY
 
 
 def _entry_back(map: VmMap, e: int) -> None:
@@ -521,12 +532,12 @@ def _entry_back(map: VmMap, e: int) -> None:
 def _entry_charge_object(map: VmMap, e: int) -> None:
     """vm_map_entry_charge_object."""
     t = map._t
-    if t.eflags[e] & MAP_ENTRY.IS_SUB_MAP:
+    if t.eflags[e] & ME.IS_SUB_MAP:
         raise RuntimeError(f"entry #{e} is a submap")
     obj = t.objects[e]
-    if obj is None and not map.system_map and not t.eflags[e] & MAP_ENTRY.GUARD:
+    if obj is None and not map.system_map and not t.eflags[e] & ME.GUARD:
         _entry_back(map, e)
-    elif obj is not None and not t.eflags[e] & MAP_ENTRY.NEEDS_COPY and t.creds[e] is not None:
+    elif obj is not None and not t.eflags[e] & ME.NEEDS_COPY and t.creds[e] is not None:
         obj.cred = t.creds[e]
         obj.charge = t.end[e] - t.start[e]
         t.creds[e] = None
@@ -538,7 +549,7 @@ def _entry_clone(map: VmMap, e: int) -> int:
     t = map._t
     new = t.alloc()
     t.copy_row(e, new)
-    if not t.eflags[e] & MAP_ENTRY.IS_SUB_MAP:
+    if not t.eflags[e] & ME.IS_SUB_MAP:
         vm_object_reference(t.objects[new])
     return new
 
@@ -563,7 +574,7 @@ def _mergeable_neighbors(t: EntryTable, prev: int, entry: int) -> bool:
 def _try_merge(map: VmMap, prev: int, entry: int) -> None:
     """vm_map_try_merge_entries on ids: absorb prev into entry when they match."""
     t = map._t
-    if not t.eflags[entry] & MAP_ENTRY_NOMERGE_MASK and _mergeable_neighbors(t, prev, entry):
+    if not t.eflags[entry] & NOMERGE and _mergeable_neighbors(t, prev, entry):
         ps, pe = t.start[prev], t.end[prev]
         entry_unlink(map, prev, merge_next=True)
         # vm_map_merged_neighbor_dispose
@@ -608,7 +619,7 @@ def vm_map_entry_resize(map: VmMap, entry: VmMapEntry, grow_amount: int) -> None
     old = t.end[e]
     entry_resize(map, e, grow_amount)
     if map._trace is not None:
-        _rec(map, "resize", f"Entry #{e} now ends at {new_end:#x} instead of {old:#x}.",
+        _rec(map, "extend", f"Entry #{e} now ends at {new_end:#x} instead of {old:#x}.",
              entry=e, old_end=old, new_end=new_end)
 
 
@@ -657,28 +668,28 @@ def _vm_object_coalesce(
 
 def _cow_to_eflags(cow: int) -> int:
     pe = 0
-    if cow & MAP.COPY_ON_WRITE:
-        pe |= MAP_ENTRY.COW | MAP_ENTRY.NEEDS_COPY
-    if cow & MAP.NOFAULT:
-        pe |= MAP_ENTRY.NOFAULT
-    if cow & MAP.DISABLE_SYNCER:
-        pe |= MAP_ENTRY.NOSYNC
-    if cow & MAP.DISABLE_COREDUMP:
-        pe |= MAP_ENTRY.NOCOREDUMP
-    if cow & MAP.STACK_GROWS_DOWN:
-        pe |= MAP_ENTRY.GROWS_DOWN
-    if cow & MAP.STACK_GROWS_UP:
-        pe |= MAP_ENTRY.GROWS_UP
-    if cow & MAP.WRITECOUNT:
-        pe |= MAP_ENTRY.WRITECNT
-    if cow & MAP.VN_EXEC:
-        pe |= MAP_ENTRY.VN_EXEC
-    if cow & MAP.CREATE_GUARD:
-        pe |= MAP_ENTRY.GUARD
-    if cow & MAP.CREATE_STACK_GAP_DN:
-        pe |= MAP_ENTRY.STACK_GAP_DN
-    if cow & MAP.CREATE_STACK_GAP_UP:
-        pe |= MAP_ENTRY.STACK_GAP_UP
+    if cow & MC.COPY_ON_WRITE:
+        pe |= ME.COW | ME.NEEDS_COPY
+    if cow & MC.NOFAULT:
+        pe |= ME.NOFAULT
+    if cow & MC.DISABLE_SYNCER:
+        pe |= ME.NOSYNC
+    if cow & MC.DISABLE_COREDUMP:
+        pe |= ME.NOCOREDUMP
+    if cow & MC.STACK_GROWS_DOWN:
+        pe |= ME.GROWS_DOWN
+    if cow & MC.STACK_GROWS_UP:
+        pe |= ME.GROWS_UP
+    if cow & MC.WRITECOUNT:
+        pe |= ME.WRITECNT
+    if cow & MC.VN_EXEC:
+        pe |= ME.VN_EXEC
+    if cow & MC.CREATE_GUARD:
+        pe |= ME.GUARD
+    if cow & MC.CREATE_STACK_GAP_DN:
+        pe |= ME.STACK_GAP_DN
+    if cow & MC.CREATE_STACK_GAP_UP:
+        pe |= ME.STACK_GAP_UP
     return pe
 
 
@@ -713,9 +724,7 @@ def vm_map_insert(
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
-    _call(map, "vm_map_insert", object=None if object is None else f"#{object.id}",
-          offset=offset, start=start, end=end, prot=prot, max=max, cow=cow)
-    if object is not None and cow & MAP.NOFAULT and not cow & MAP.SPLIT_BOUNDARY_MASK:
+    if object is not None and cow & MC.NOFAULT and not cow & MC.SPLIT_BOUNDARY_MASK:
         raise ValueError("vm_map_insert: paradoxical MAP_NOFAULT request with an object")
     _check_prot_max("vm_map_insert", prot, max)
     return _insert(map, object, offset, start, end, prot, max, cow)
@@ -737,14 +746,16 @@ def _insert(
 ) -> KERN:
     """The body of vm_map_insert (argument checks done)."""
     t = map._t
+    _call(map, "vm_map_insert", object=None if object is None else f"#{object.id}",
+          offset=offset, start=start, end=end, prot=prot, max=max, cow=cow)
 
     def fail(rv: KERN, why: str) -> KERN:
         return _ret(map, "vm_map_insert", rv, why=_INSERT_WHY[why])
 
     if start == end or not vm_map_range_valid(map, start, end):
         return fail(KERN.INVALID_ADDRESS, "range")
-    if map.flags & VM_MAP_FLAGS.WXORX and prot & (VM_PROT.WRITE | VM_PROT.EXECUTE) == (
-        VM_PROT.WRITE | VM_PROT.EXECUTE
+    if map.flags & MF.WXORX and prot & (PR.WRITE | PR.EXECUTE) == (
+        PR.WRITE | PR.EXECUTE
     ):
         return fail(KERN.PROTECTION_FAILURE, "wxorx")
     found, prev = _lookup(map, start)
@@ -753,12 +764,12 @@ def _insert(
     nxt = vm_map_entry_succ_id(map, prev)
     if t.start[nxt] < end:
         return fail(KERN.NO_SPACE, "overlap")
-    if cow & MAP.CREATE_GUARD and (object is not None or max != VM_PROT.NONE):
+    if cow & MC.CREATE_GUARD and (object is not None or max != PR.NONE):
         return fail(KERN.INVALID_ARGUMENT, "guard")
     protoeflags = _cow_to_eflags(cow)
-    inheritance = VM_INHERIT.SHARE if cow & MAP.INHERIT_SHARE else VM_INHERIT.DEFAULT
-    if cow & MAP.SPLIT_BOUNDARY_MASK:
-        bidx = (cow & MAP.SPLIT_BOUNDARY_MASK) >> MAP_SPLIT_BOUNDARY_SHIFT
+    inheritance = VM_INHERIT.SHARE if cow & MC.INHERIT_SHARE else VM_INHERIT.DEFAULT
+    if cow & MC.SPLIT_BOUNDARY_MASK:
+        bidx = (cow & MC.SPLIT_BOUNDARY_MASK) >> MAP_SPLIT_BOUNDARY_SHIFT
         if bidx >= MAXPAGESIZES:
             return fail(KERN.INVALID_ARGUMENT, "boundary")
         bdry = pagesizes[bidx] - 1
@@ -766,11 +777,11 @@ def _insert(
             return fail(KERN.INVALID_ARGUMENT, "boundary")
         protoeflags |= bidx << MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
     cred = None
-    if not cow & (MAP.ACC_NO_CHARGE | MAP.NOFAULT | MAP.CREATE_GUARD) and (
-        cow & MAP.ACC_CHARGED
-        or (prot & VM_PROT.WRITE and (protoeflags & MAP_ENTRY.NEEDS_COPY or object is None))
+    if not cow & (MC.ACC_NO_CHARGE | MC.NOFAULT | MC.CREATE_GUARD) and (
+        cow & MC.ACC_CHARGED
+        or (prot & PR.WRITE and (protoeflags & ME.NEEDS_COPY or object is None))
     ):
-        if not cow & MAP.ACC_CHARGED and not _swap_reserve(end - start):
+        if not cow & MC.ACC_CHARGED and not _swap_reserve(end - start):
             return fail(KERN.RESOURCE_SHORTAGE, "swap")
         cred = curthread().td_ucred
     tr = map._trace
@@ -779,8 +790,8 @@ def _insert(
         if object.flags & OBJ_ANON and (object.ref_count > 1 or object.shadow_count != 0):
             object.flags &= ~OBJ_ONEMAPPING
     elif (
-        (t.eflags[prev] & ~int(MAP_ENTRY.USER_WIRED)) == protoeflags
-        and not cow & (MAP.STACK_GROWS_DOWN | MAP.STACK_GROWS_UP | MAP.VN_EXEC)
+        (t.eflags[prev] & ~int(ME.USER_WIRED)) == protoeflags
+        and not cow & (MC.STACK_GROWS_DOWN | MC.STACK_GROWS_UP | MC.VN_EXEC)
         and t.end[prev] == start
         and (
             t.creds[prev] is cred
@@ -791,7 +802,7 @@ def _insert(
             t.offset[prev],
             t.end[prev] - t.start[prev],
             end - t.end[prev],
-            cred is not None and not protoeflags & MAP_ENTRY.NEEDS_COPY,
+            cred is not None and not protoeflags & ME.NEEDS_COPY,
         )
     ):
         # We were able to extend the object; can we extend the entry too?
@@ -801,10 +812,10 @@ def _insert(
             and t.max_protection[prev] == max
             and t.wired_count[prev] == 0
         ):
-            if t.eflags[prev] & MAP_ENTRY.USER_WIRED:
+            if t.eflags[prev] & ME.USER_WIRED:
                 raise RuntimeError(f"entry #{prev} has incoherent wiring")
             old_end = t.end[prev]
-            if not t.eflags[prev] & MAP_ENTRY.GUARD:
+            if not t.eflags[prev] & ME.GUARD:
                 map.size += end - old_end
             entry_resize(map, prev, end - old_end)
             if tr is not None:
@@ -822,7 +833,7 @@ def _insert(
             cred is not None
             and object is not None
             and object.cred is not None
-            and not t.eflags[prev] & MAP_ENTRY.NEEDS_COPY
+            and not t.eflags[prev] & ME.NEEDS_COPY
         ):
             cred = None  # the object already accounts for this uid
     new = t.alloc()
@@ -839,7 +850,7 @@ def _insert(
     t.next_read[new] = start
     t.creds[new] = cred
     entry_link(map, new)
-    if not protoeflags & MAP_ENTRY.GUARD:
+    if not protoeflags & ME.GUARD:
         map.size += end - start
     if tr is not None:
         _rec(map, "link",
@@ -847,9 +858,9 @@ def _insert(
              f"map (it becomes the root of the tree).", entry=new, start=start, end=end)
     _try_merge(map, prev, new)
     _try_merge(map, new, nxt)
-    if cow & (MAP.PREFAULT | MAP.PREFAULT_PARTIAL):
+    if cow & (MC.PREFAULT | MC.PREFAULT_PARTIAL):
         _pmap_enter(map, start, prot, object, offset >> PAGE_SHIFT, end - start,
-                    cow & MAP.PREFAULT_PARTIAL)
+                    cow & MC.PREFAULT_PARTIAL)
     return _ret(map, "vm_map_insert", KERN.SUCCESS)
 
 
@@ -860,7 +871,7 @@ def _insert(
 def _pmap_enter(
     map: VmMap, addr: int, prot: int, object: Any, pindex: int, size: int, flags: int
 ) -> None:
-    if not prot & (VM_PROT.READ | VM_PROT.EXECUTE) or object is None or map.pmap is None:
+    if not prot & (PR.READ | PR.EXECUTE) or object is None or map.pmap is None:
         return
     if object.type in (OBJT.DEVICE, OBJT.SG):
         init_pt = getattr(map.pmap, "object_init_pt", None)
@@ -878,7 +889,7 @@ def _pmap_enter(
         tmpidx = p.pindex - pindex
         if tmpidx >= psize:
             break
-        if flags & MAP.PREFAULT_PARTIAL and tmpidx >= threshold:
+        if flags & MC.PREFAULT_PARTIAL and tmpidx >= threshold:
             break
         if not getattr(p, "valid", True):
             continue
@@ -886,11 +897,9 @@ def _pmap_enter(
         entered += 1
     if map._trace is not None and entered:
         map._trace.record(
-            map, "pmap",
+            map, "note",
             f"Prefault: {entered} resident page(s) of object #{object.id} are entered into the "
             f"page tables from {addr:#x} so the first touches do not fault.",
-            op="enter_quick", start=addr, end=addr + (psize << PAGE_SHIFT), prot=prot,
-            count=entered,
         )
 
 
@@ -973,7 +982,7 @@ def _clip_start(map: VmMap, e: int, startaddr: int) -> KERN:
             f"vm_map_clip_start: {startaddr:#x} is not inside entry #{e} "
             f"[{t.start[e]:#x}, {t.end[e]:#x})"
         )
-    bdry_idx = (t.eflags[e] & MAP_ENTRY.SPLIT_BOUNDARY_MASK) >> MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
+    bdry_idx = (t.eflags[e] & ME.SPLIT_BOUNDARY_MASK) >> MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
     if bdry_idx != 0 and startaddr & (pagesizes[bdry_idx] - 1):
         return KERN.INVALID_ARGUMENT
     old_start = t.start[e]
@@ -998,7 +1007,7 @@ def _clip_end(map: VmMap, e: int, endaddr: int) -> KERN:
             f"vm_map_clip_end: {endaddr:#x} is not inside entry #{e} "
             f"[{t.start[e]:#x}, {t.end[e]:#x})"
         )
-    bdry_idx = (t.eflags[e] & MAP_ENTRY.SPLIT_BOUNDARY_MASK) >> MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
+    bdry_idx = (t.eflags[e] & ME.SPLIT_BOUNDARY_MASK) >> MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
     if bdry_idx != 0 and endaddr & (pagesizes[bdry_idx] - 1):
         return KERN.INVALID_ARGUMENT
     old_end = t.end[e]
@@ -1076,7 +1085,7 @@ def _clip_would_fail(map: VmMap, addr: int) -> bool:
     found, e = _quiet_search(map, addr)
     if not found or addr == map._t.start[e]:
         return False
-    bdry_idx = (map._t.eflags[e] & MAP_ENTRY.SPLIT_BOUNDARY_MASK) >> MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
+    bdry_idx = (map._t.eflags[e] & ME.SPLIT_BOUNDARY_MASK) >> MAP_ENTRY_SPLIT_BOUNDARY_SHIFT
     return bdry_idx != 0 and bool(addr & (pagesizes[bdry_idx] - 1))
 
 
@@ -1091,7 +1100,7 @@ def _check_prot_max(fname: str, prot: int, max: int) -> None:
 
 def _system_wired_count(t: EntryTable, e: int) -> int:
     """vm_map_entry_system_wired_count."""
-    return t.wired_count[e] - (1 if t.eflags[e] & MAP_ENTRY.USER_WIRED else 0)
+    return t.wired_count[e] - (1 if t.eflags[e] & ME.USER_WIRED else 0)
 
 
 def _entry_unwire(map: VmMap, e: int) -> None:
@@ -1117,7 +1126,7 @@ def _entry_delete(map: VmMap, e: int) -> None:
     s, en = t.start[e], t.end[e]
     entry_unlink(map, e, merge_next=False)
     obj = t.objects[e]
-    if t.eflags[e] & MAP_ENTRY.GUARD:
+    if t.eflags[e] & ME.GUARD:
         if map._trace is not None:
             _rec(map, "unlink", f"Guard entry #{e} [{s:#x}, {en:#x}) is removed and freed.",
                  entry=e, start=s, end=en)
@@ -1127,7 +1136,7 @@ def _entry_delete(map: VmMap, e: int) -> None:
     size = en - s
     map.size -= size
     t.creds[e] = None  # swap_release_by_cred
-    if obj is not None and not t.eflags[e] & MAP_ENTRY.IS_SUB_MAP and obj.flags & OBJ_ANON:
+    if obj is not None and not t.eflags[e] & ME.IS_SUB_MAP and obj.flags & OBJ_ANON:
         offidxstart = t.offset[e] >> PAGE_SHIFT
         offidxend = offidxstart + (size >> PAGE_SHIFT)
         if obj.ref_count != 1 and obj.flags & OBJ_ONEMAPPING:
@@ -1164,7 +1173,7 @@ def _delete_must_wait(map: VmMap, start: int, end: int) -> int:
     if not found:
         e = vm_map_entry_succ_id(map, e)
     while e != HEADER and t.start[e] < end:
-        if t.eflags[e] & MAP_ENTRY.IN_TRANSITION or _system_wired_count(t, e) != 0:
+        if t.eflags[e] & ME.IN_TRANSITION or _system_wired_count(t, e) != 0:
             return e
         e = vm_map_entry_succ_id(map, e)
     return NULL
@@ -1195,16 +1204,15 @@ def _delete(map: VmMap, start: int, end: int) -> KERN:
         nxt = vm_map_entry_succ_id(map, entry)
         if t.wired_count[entry] != 0:
             _entry_unwire(map, entry)
-        if (t.eflags[entry] & MAP_ENTRY.IS_SUB_MAP or t.objects[entry] is not None) and (
+        if (t.eflags[entry] & ME.IS_SUB_MAP or t.objects[entry] is not None) and (
             map.pmap is not None
         ):
             map.pmap.remove(t.start[entry], t.end[entry])
             if map._trace is not None:
                 map._trace.record(
-                    map, "pmap",
+                    map, "note",
                     f"pmap_remove({t.start[entry]:#x}, {t.end[entry]:#x}): the page-table "
                     f"entries of this range are cleared first.",
-                    op="remove", start=t.start[entry], end=t.end[entry], prot=0,
                 )
         if t.end[entry] == map.anon_loc:
             old = map.anon_loc
@@ -1308,7 +1316,7 @@ def vm_map_check(map: VmMap) -> None:
     t = map._t
     S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     lo, hi = vm_map_min(map), vm_map_max(map)
-    if not t.eflags[HEADER] & MAP_ENTRY.HEADER:
+    if not t.eflags[HEADER] & ME.HEADER:
         raise VmMapInconsistent("the header lost its MAP_ENTRY_HEADER flag")
     if map.root == NULL:
         if map.nentries != 0 or map.size != 0:
@@ -1377,7 +1385,7 @@ def vm_map_check(map: VmMap) -> None:
         oid = -1 if obj is None else getattr(obj, "id", -1)
         if t.object_id[e] != oid:
             raise VmMapInconsistent(f"{_er(t, e)}: object id column out of sync")
-        if not t.eflags[e] & MAP_ENTRY.GUARD:
+        if not t.eflags[e] & ME.GUARD:
             size += E[e] - S[e]
         prev, prev_end = e, E[e]
     if size != map.size:

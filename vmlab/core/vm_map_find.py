@@ -12,20 +12,20 @@ from typing import Any
 
 from .constants import (
     KERN,
-    MAP,
     MAP_32BIT_MAX_ADDR,
     NBPDR,
     PAGE_SIZE,
-    VM_MAP_FLAGS,
-    VM_PROT,
-    VMFS,
 )
 from .lock import vm_map_assert_locked, vm_map_lock, vm_map_unlock
 from .splay import vm_map_entry_pred_id, vm_map_entry_succ_id
 from .sysctl import sysctl
 from .vm_map import (
+    FS,
     M64,
     MAXPAGESIZES,
+    MC,
+    MF,
+    PR,
     VmMap,
     _call,
     _check_prot_max,
@@ -61,7 +61,7 @@ PDRMASK = NBPDR - 1
 #: ASLR gap in pages {normal, superpage} (vm_map.c aslr_pages_rnd_64 / _32).
 aslr_pages_rnd_64 = (0x1000, 0x10)
 aslr_pages_rnd_32 = (0x100, 0x4)
-_STACK = MAP.STACK_GROWS_DOWN | MAP.STACK_GROWS_UP
+_STACK = MC.STACK_GROWS_DOWN | MC.STACK_GROWS_UP
 
 
 def pmap_align_superpage(object: Any, offset: int, addr: int, size: int) -> int:
@@ -147,7 +147,7 @@ def _clustering_anon_allowed(addr: int, cow: int) -> bool:
     if mode == 0:
         return False
     if mode == 1:
-        return addr == 0 or bool(cow & MAP.NO_HINT)
+        return addr == 0 or bool(cow & MC.NO_HINT)
     return True
 
 
@@ -187,15 +187,15 @@ def vm_map_find(
     _check_prot_max("vm_map_find", prot, max)
     if cow & _STACK and object is not None:
         raise ValueError("vm_map_find: a stack cannot have a backing object")
-    if cow & MAP.REMAP and (find_space != VMFS.NO_SPACE or cow & _STACK):
+    if cow & MC.REMAP and (find_space != FS.NO_SPACE or cow & _STACK):
         raise ValueError("vm_map_find: MAP_REMAP needs VMFS_NO_SPACE and no stack bits")
     if find_space >> 8:
         if find_space & 0xFF:
             raise ValueError(f"vm_map_find: bad VMFS flags {find_space:#x}")
         if find_space >> 8 >= 64:
             raise ValueError(f"vm_map_find: alignment 2**{find_space >> 8} is too large")
-    elif find_space not in (VMFS.NO_SPACE, VMFS.ANY_SPACE, VMFS.OPTIMAL_SPACE,
-                            VMFS.SUPER_SPACE):
+    elif find_space not in (FS.NO_SPACE, FS.ANY_SPACE, FS.OPTIMAL_SPACE,
+                            FS.SUPER_SPACE):
         raise ValueError(f"vm_map_find: unexpected VMFS value {find_space}")
     _call(map, "vm_map_find", object=None if object is None else f"#{object.id}",
           offset=offset, addr=addr, length=length, max_addr=max_addr, find_space=find_space,
@@ -216,18 +216,18 @@ def _find(
     max: int,
     cow: int,
 ) -> tuple[KERN, int]:
-    if find_space == VMFS.OPTIMAL_SPACE and (object is None or not object.flags & OBJ_COLORED):
-        find_space = VMFS.ANY_SPACE
+    if find_space == FS.OPTIMAL_SPACE and (object is None or not object.flags & OBJ_COLORED):
+        find_space = FS.ANY_SPACE
     alignment = 1 << (find_space >> 8) if find_space >> 8 else 0
-    en_aslr = bool(map.flags & VM_MAP_FLAGS.ASLR)
+    en_aslr = bool(map.flags & MF.ASLR)
     cluster = (
         _clustering_anon_allowed(addr, cow)
-        and not map.flags & VM_MAP_FLAGS.IS_SUB_MAP
+        and not map.flags & MF.IS_SUB_MAP
         and max_addr == 0
-        and find_space != VMFS.NO_SPACE
+        and find_space != FS.NO_SPACE
         and object is None
-        and not cow & (MAP.INHERIT_SHARE | _STACK)
-        and prot != VM_PROT.NONE
+        and not cow & (MC.INHERIT_SHARE | _STACK)
+        and prot != PR.NONE
     )
     update_anon = cluster
     curr_min_addr = min_addr = addr
@@ -235,8 +235,8 @@ def _find(
         en_aslr
         and min_addr == 0
         and not cluster
-        and find_space != VMFS.NO_SPACE
-        and map.flags & VM_MAP_FLAGS.ASLR_IGNSTART
+        and find_space != FS.NO_SPACE
+        and map.flags & MF.ASLR_IGNSTART
     ):
         curr_min_addr = min_addr = vm_map_min(map)
     try_ = 0
@@ -251,13 +251,13 @@ def _find(
                 tr.record(map, "note",
                           f"Anonymous mapping without a hint: cluster it after earlier ones, "
                           f"searching from anon_loc = {curr_min_addr:#x}.")
-        if find_space != VMFS.NO_SPACE:
+        if find_space != FS.NO_SPACE:
             while True:  # again:
                 try_ += 1
                 if try_ == 2:
                     # Second try: randomisation or clustering failed; plain first fit.
                     curr_min_addr = (
-                        vm_map_min(map) if map.flags & VM_MAP_FLAGS.ASLR_IGNSTART else min_addr
+                        vm_map_min(map) if map.flags & MF.ASLR_IGNSTART else min_addr
                     )
                     sysctl("vm.aslr_restarts", sysctl("vm.aslr_restarts") + 1)
                     if tr is not None:
@@ -268,7 +268,7 @@ def _find(
                     pidx = (
                         1
                         if MAXPAGESIZES > 1
-                        and find_space in (VMFS.SUPER_SPACE, VMFS.OPTIMAL_SPACE)
+                        and find_space in (FS.SUPER_SPACE, FS.OPTIMAL_SPACE)
                         else 0
                     )
                     gap = (
@@ -298,12 +298,12 @@ def _find(
                             cluster = False
                             continue
                         return KERN.NO_SPACE, addr
-                if find_space != VMFS.ANY_SPACE:
+                if find_space != FS.ANY_SPACE:
                     rv, addr = _alignspace(map, object, offset, addr, length, max_addr,
                                            alignment)
                     if rv != KERN.SUCCESS:
-                        if find_space == VMFS.OPTIMAL_SPACE:
-                            find_space = VMFS.ANY_SPACE
+                        if find_space == FS.OPTIMAL_SPACE:
+                            find_space = FS.ANY_SPACE
                             curr_min_addr = min_addr
                             cluster = update_anon
                             try_ = 0
@@ -313,7 +313,7 @@ def _find(
                             continue
                         return rv, addr
                 break
-        elif cow & MAP.REMAP:
+        elif cow & MC.REMAP:
             if not vm_map_range_valid(map, addr, addr + length):
                 return KERN.INVALID_ADDRESS, addr
             rv = _delete(map, addr, addr + length)
@@ -390,7 +390,7 @@ def vm_map_fixed(
     vm_map_lock(map)
     try:
         start, end = _range_check(map, start, end)
-        if not cow & MAP.CHECK_EXCL:
+        if not cow & MC.CHECK_EXCL:
             rv = _delete(map, start, end)
             if rv != KERN.SUCCESS:
                 return _ret(map, "vm_map_fixed", rv, why="deleting the old mappings failed")
@@ -439,7 +439,7 @@ def _stack_locked(
         return KERN.NO_SPACE
     if t.start[vm_map_entry_succ_id(map, prev)] < addrbos + max_ssize:
         return KERN.NO_SPACE
-    if orient == MAP.STACK_GROWS_DOWN:
+    if orient == MC.STACK_GROWS_DOWN:
         bot = addrbos + max_ssize - init_ssize
         top = bot + init_ssize
         gap_bot, gap_top = addrbos, bot
@@ -458,15 +458,15 @@ def _stack_locked(
     if gap_bot == gap_top:
         return KERN.SUCCESS
     rv = _insert(
-        map, None, 0, gap_bot, gap_top, VM_PROT.NONE, VM_PROT.NONE,
-        MAP.CREATE_GUARD
-        | (MAP.CREATE_STACK_GAP_DN if orient == MAP.STACK_GROWS_DOWN else MAP.CREATE_STACK_GAP_UP),
+        map, None, 0, gap_bot, gap_top, PR.NONE, PR.NONE,
+        MC.CREATE_GUARD
+        | (MC.CREATE_STACK_GAP_DN if orient == MC.STACK_GROWS_DOWN else MC.CREATE_STACK_GAP_UP),
     )
     if rv == KERN.SUCCESS:
         # The gap never handles a fault, so its next_read holds the guard size instead.
         gap = (
             vm_map_entry_pred_id(map, new_entry)
-            if orient == MAP.STACK_GROWS_DOWN
+            if orient == MC.STACK_GROWS_DOWN
             else vm_map_entry_succ_id(map, new_entry)
         )
         t.next_read[gap] = sgp
@@ -531,7 +531,7 @@ def vm_map_stack(
     max = _prot("max", max)
     cow = _cow(cow)
     _check_prot_max("vm_map_stack", prot, max)
-    if map.flags & VM_MAP_FLAGS.WIREFUTURE:
+    if map.flags & MF.WIREFUTURE:
         raise ValueError("vm_map_stack: the map must not have MAP_WIREFUTURE")
     _call(map, "vm_map_stack", addrbos=addrbos, max_ssize=max_ssize, prot=prot, max=max,
           cow=cow)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constants import KERN, MAP_ENTRY, OBJT, VM_INHERIT, VM_MAP_FLAGS, VM_MAP_PROTECT, VM_PROT
+from .constants import KERN, OBJT, VM_INHERIT, VM_MAP_PROTECT, VM_PROT
 from .entries import HEADER, prot_str
 from .lock import LockWouldBlock, curthread, vm_map_lock, vm_map_unlock, vm_map_wait_busy
 from .splay import vm_map_entry_pred_id, vm_map_entry_succ_id
 from .vm_map import (
+    ME,
+    MF,
+    PR,
     VmMap,
     _call,
     _clip_end,
@@ -85,9 +88,9 @@ def _protect_locked(
     t = map._t
     tr = map._trace
     if (
-        map.flags & VM_MAP_FLAGS.WXORX
+        map.flags & MF.WXORX
         and flags & VM_MAP_PROTECT.SET_PROT
-        and new_prot & (VM_PROT.WRITE | VM_PROT.EXECUTE) == VM_PROT.WRITE | VM_PROT.EXECUTE
+        and new_prot & (PR.WRITE | PR.EXECUTE) == PR.WRITE | PR.EXECUTE
     ):
         return _ret(map, name, KERN.PROTECTION_FAILURE,
                     why="this map forbids writable and executable at once")
@@ -102,17 +105,17 @@ def _protect_locked(
     e = first
     in_tran = -1
     while t.start[e] < end and e != HEADER:
-        if t.eflags[e] & MAP_ENTRY.GUARD:
+        if t.eflags[e] & ME.GUARD:
             e = vm_map_entry_succ_id(map, e)
             continue
-        if t.eflags[e] & MAP_ENTRY.IS_SUB_MAP:
+        if t.eflags[e] & ME.IS_SUB_MAP:
             return _ret(map, name, KERN.INVALID_ARGUMENT, why=f"{_er(t, e)} is a submap")
         np_ = new_prot if flags & VM_MAP_PROTECT.SET_PROT else t.protection[e]
         nm = new_maxprot if flags & VM_MAP_PROTECT.SET_MAXPROT else t.max_protection[e]
         if np_ & t.max_protection[e] != np_ or nm & t.max_protection[e] != nm:
             return _ret(map, name, KERN.PROTECTION_FAILURE,
                         why=f"{_er(t, e)} allows at most {prot_str(t.max_protection[e])}")
-        if t.eflags[e] & MAP_ENTRY.IN_TRANSITION:
+        if t.eflags[e] & ME.IN_TRANSITION:
             in_tran = e
         e = vm_map_entry_succ_id(map, e)
     if in_tran != -1:
@@ -137,15 +140,15 @@ def _protect_locked(
             return _ret(map, name, rv, why="the end is not aligned to a largepage boundary")
         if (
             not flags & VM_MAP_PROTECT.SET_PROT
-            or not (new_prot & ~t.protection[e]) & VM_PROT.WRITE
+            or not (new_prot & ~t.protection[e]) & PR.WRITE
             or _entry_charged(t, e)
-            or t.eflags[e] & MAP_ENTRY.GUARD
+            or t.eflags[e] & ME.GUARD
         ):
             e = vm_map_entry_succ_id(map, e)
             continue
         cred = curthread().td_ucred
         obj = t.objects[e]
-        if obj is None or t.eflags[e] & MAP_ENTRY.NEEDS_COPY:
+        if obj is None or t.eflags[e] & ME.NEEDS_COPY:
             if not _swap_reserve(t.end[e] - t.start[e]):
                 rv = KERN.RESOURCE_SHORTAGE
                 end = t.end[e]
@@ -168,7 +171,7 @@ def _protect_locked(
     prev = vm_map_entry_pred_id(map, first)
     e = first
     while t.start[e] < end and e != HEADER:
-        if rv == KERN.SUCCESS and not t.eflags[e] & MAP_ENTRY.GUARD:
+        if rv == KERN.SUCCESS and not t.eflags[e] & ME.GUARD:
             old_prot = t.protection[e]
             old_max = t.max_protection[e]
             if flags & VM_MAP_PROTECT.SET_MAXPROT:
@@ -184,21 +187,20 @@ def _protect_locked(
                      entry=e, field="protection", old=old_prot, new=t.protection[e],
                      old_max=old_max, new_max=t.max_protection[e])
             if (
-                t.eflags[e] & MAP_ENTRY.USER_WIRED
-                and t.protection[e] & VM_PROT.WRITE
-                and not old_prot & VM_PROT.WRITE
+                t.eflags[e] & ME.USER_WIRED
+                and t.protection[e] & PR.WRITE
+                and not old_prot & PR.WRITE
             ):
                 _fault_copy_entry(map, e)
             if old_prot & ~t.protection[e] and map.pmap is not None:
-                mask = ~int(VM_PROT.WRITE) if t.eflags[e] & MAP_ENTRY.COW else int(VM_PROT.ALL)
-                p = VM_PROT(t.protection[e] & mask & VM_PROT.ALL)
+                mask = ~int(PR.WRITE) if t.eflags[e] & ME.COW else int(PR.ALL)
+                p = VM_PROT(t.protection[e] & mask & PR.ALL)
                 map.pmap.protect(t.start[e], t.end[e], p)
                 if tr is not None:
-                    tr.record(map, "pmap",
+                    tr.record(map, "note",
                               f"pmap_protect({t.start[e]:#x}, {t.end[e]:#x}, {prot_str(p)}): "
                               f"access was taken away, so existing page-table entries are "
-                              f"narrowed too.",
-                              op="protect", start=t.start[e], end=t.end[e], prot=int(p))
+                              f"narrowed too.")
         nxt = vm_map_entry_succ_id(map, e)
         _try_merge(map, prev, e)
         prev = e
@@ -257,7 +259,7 @@ def _largepage_in_range(map: VmMap, start: int, end: int) -> bool:
     if not found:
         e = vm_map_entry_succ_id(map, e)
     while e != HEADER and t.start[e] < end:
-        if t.eflags[e] & MAP_ENTRY.SPLIT_BOUNDARY_MASK:
+        if t.eflags[e] & ME.SPLIT_BOUNDARY_MASK:
             return True
         e = vm_map_entry_succ_id(map, e)
     return False
@@ -286,13 +288,13 @@ def _inherit_locked(map: VmMap, start: int, end: int, inh: int) -> KERN:
     if inh == VM_INHERIT.COPY:
         e = start_entry
         while t.start[e] < end and e != HEADER:
-            if t.eflags[e] & MAP_ENTRY.SPLIT_BOUNDARY_MASK:
+            if t.eflags[e] & ME.SPLIT_BOUNDARY_MASK:
                 return _ret(map, name, KERN.INVALID_ARGUMENT,
                             why=f"{_er(t, e)} is a largepage mapping, which cannot be copied")
             e = vm_map_entry_succ_id(map, e)
     e = start_entry
     while t.start[e] < end and e != HEADER:
-        if not t.eflags[e] & MAP_ENTRY.GUARD or inh != VM_INHERIT.ZERO:
+        if not t.eflags[e] & ME.GUARD or inh != VM_INHERIT.ZERO:
             old = t.inheritance[e]
             t.inheritance[e] = inh
             if map._trace is not None and old != inh:
