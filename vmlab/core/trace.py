@@ -32,6 +32,7 @@ __all__ = [
     "Trace",
     "Traceable",
     "recording",
+    "state_from_dict",
 ]
 
 TRACE_FORMAT_VERSION = 1
@@ -89,6 +90,11 @@ STEP_KINDS: dict[str, str] = {
     "sync": "vm_map_sync: start, end, syncio, invalidate, rv",
     "madvise": "vm_map_madvise: start, end, behav",
     "wire": "vm_map_wire / vm_map_unwire: start, end, user, rv",
+    "map_field": "a field of struct vm_map changed: field ('anon_loc', 'flags'), old, new",
+    # scenario replay (vmlab/io/scenario.py; docs/scenarios.md)
+    "scenario_op": "a scenario step starts: index, proc, op, args (evaluated ints/strings)",
+    "scenario_result": "a scenario step ended: index, proc, op, rv (errno, KERN code, 'ok' "
+    "or a signal name), value, expect, ok (expectation met), saved",
 }
 
 
@@ -112,6 +118,11 @@ class Step:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "text": self.text, "data": dict(self.data), "state": self.state}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Step:
+        """Inverse of `to_dict` (JSON lists stay lists: tuples do not survive JSON)."""
+        return cls(str(d["kind"]), str(d["text"]), dict(d["data"]), int(d["state"]))
+
 
 @dataclass
 class Trace:
@@ -119,6 +130,9 @@ class Trace:
 
     steps: list[Step] = field(default_factory=list)
     states: list[Any] = field(default_factory=list)
+    #: optional JSON-ready facts about the whole trace (a replayed scenario's title, process
+    #: names by pid); written by `to_dict` only when not empty
+    meta: dict[str, Any] = field(default_factory=dict)
     _dirty: set[int] = field(default_factory=set, repr=False)
 
     def record(self, obj: Traceable, kind: str, text: str, **data: Any) -> Step:
@@ -152,12 +166,84 @@ class Trace:
 
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON form. Snapshots serialise through their own ``to_dict()``."""
-        return {
+        d = {
             "format": "vmlab-trace",
             "version": TRACE_FORMAT_VERSION,
             "steps": [s.to_dict() for s in self.steps],
             "states": [s.to_dict() if hasattr(s, "to_dict") else s for s in self.states],
         }
+        if self.meta:
+            d["meta"] = dict(self.meta)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Trace:
+        """Rebuild a trace from `to_dict`'s form (e.g. after ``json.load``), so that
+        ``Trace.from_dict(d).to_dict() == d``. States with ``"type": "vm_map"`` become
+        MapSnapshots, ``"process"`` ProcessSnapshots; any other state stays as it is.
+        Raises ValueError for another format or a newer version."""
+        if not isinstance(d, Mapping) or d.get("format") != "vmlab-trace":
+            raise ValueError("not a vmlab trace: expected an object with "
+                             '"format": "vmlab-trace"')
+        version = d.get("version")
+        if not isinstance(version, int) or not 1 <= version <= TRACE_FORMAT_VERSION:
+            raise ValueError(f"trace format version {version!r} is not supported (this vmlab "
+                             f"reads versions 1..{TRACE_FORMAT_VERSION})")
+        states = [state_from_dict(s) for s in d["states"]]
+        steps = [Step.from_dict(s) for s in d["steps"]]
+        for i, st in enumerate(steps):
+            if not 0 <= st.state < len(states):
+                raise ValueError(f"steps[{i}].state = {st.state} but there are "
+                                 f"{len(states)} states")
+        return cls(steps=steps, states=states, meta=dict(d.get("meta") or {}))
+
+
+class _Repr(str):
+    """A page value read back from JSON: ``to_dict`` stores ``repr(value)``, so the decoded
+    value's repr is that text again (keeps the JSON round trip exact)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def state_from_dict(d: Any) -> Any:
+    """Decode one entry of a trace's ``states`` list (see `Trace.from_dict`)."""
+    if not isinstance(d, Mapping):
+        return d
+    kind = d.get("type")
+    if kind == "vm_map":
+        from .snapshot import MapSnapshot
+
+        return MapSnapshot.from_dict(dict(d))
+    if kind == "process":
+        return _process_from_dict(d)
+    return d
+
+
+def _process_from_dict(d: Mapping[str, Any]) -> Any:
+    import numpy as np
+
+    from .process_snapshot import MAPPING_DTYPE, PAGE_DTYPE, ObjectSnapshot, ProcessSnapshot
+    from .snapshot import MapSnapshot
+
+    objects = {}
+    for o in d["objects"]:
+        pages = np.array([tuple(p[n] for n in PAGE_DTYPE.names) for p in o["pages"]],
+                         dtype=PAGE_DTYPE)
+        pages.setflags(write=False)
+        fields = {k: o[k] for k in ("id", "type", "flags", "size", "ref_count", "shadow_count",
+                                    "backing_object", "backing_object_offset", "handle")}
+        objects[o["id"]] = ObjectSnapshot(
+            pages=pages, values=tuple(_Repr(p["value"]) for p in o["pages"]), **fields)
+    maps = np.array([tuple(m[n] for n in MAPPING_DTYPE.names) for m in d["mappings"]],
+                    dtype=MAPPING_DTYPE)
+    maps.setflags(write=False)
+    scalars = {k: d[k] for k in ("pid", "name", "vm_ssize", "vm_tsize", "vm_dsize", "vm_taddr",
+                                 "vm_daddr", "vm_maxsaddr", "vm_stacktop", "exited")}
+    child = d.get("child")
+    return ProcessSnapshot(map=MapSnapshot.from_dict(dict(d["map"])), objects=objects,
+                           mappings=maps, child=None if child is None else
+                           _process_from_dict(child), **scalars)
 
 
 @contextmanager
