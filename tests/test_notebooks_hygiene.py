@@ -99,7 +99,10 @@ def test_bokehjs_inline(nb_path: Path) -> None:
 def _calls_stream(source: str) -> bool:
     # IPython magics and shell escapes are not Python
     lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-    tree = ast.parse("\n".join(lines))
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:  # not this test's business: importing or running it fails elsewhere
+        return False
     return any(
         isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "stream"
         for n in ast.walk(tree)
