@@ -4,6 +4,7 @@ Subcommands (argparse subparsers; each adds itself in ``_add_<name>``):
 
 - ``vmlab import FILE|PID``: read a real address space and print it as a ``procstat -v`` table
   or as JSON.
+- ``vmlab replay SCENARIO.json``: replay a scenario into a trace, optionally as HTML.
 - ``vmlab lab``: start JupyterLab on the lessons (the same as ``make lab``).
 - ``vmlab exercise --seed N [--topic T] [--count K] [--solve]``: seeded OSTEP-style problems.
 
@@ -80,6 +81,10 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--json", action="store_true", help="print a JSON list, one object per mapping"
+    )
+    p.add_argument(
+        "--html", metavar="OUT.html",
+        help="also write a standalone interactive page (works offline) to OUT.html",
     )
     p.set_defaults(func=_cmd_import)
 
@@ -173,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import(sub)
     _add_lab(sub)
     _add_exercise(sub)
+    _add_replay(sub)
     return parser
 
 
@@ -210,6 +216,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         _write(sys.stdout, json.dumps([e.to_dict() for e in imported.entries], indent=1) + "\n")
     else:
         _write(sys.stdout, imported.table())
+    if args.html and _write_html(imported, args.html, "vmlab import") != EXIT_OK:
+        return EXIT_USAGE
     for issue in imported.issues:
         _write(sys.stderr, f"{issue}\n")
     return EXIT_ISSUES if imported.issues else EXIT_OK
@@ -226,6 +234,103 @@ def find_notebooks() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+_REPLAY_EXAMPLES = """\
+examples:
+  vmlab replay fork-and-cow                       # a shipped scenario, by name
+  vmlab replay my.json --html my.html             # the animation as one offline web page
+  vmlab replay my.json --trace my-trace.json      # the trace (docs/trace-format.md)
+  vmlab replay --list                             # the shipped scenarios
+
+exit status: 0 every step ran and met its "expect", 1 a step's result differed from its
+"expect" or the kernel would have panicked, 2 usage error or invalid scenario (the message
+names the bad field, e.g. steps[3].args.len)
+"""
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="replay a scenario (JSON) into a trace; optionally write an HTML animation",
+        description="Replay a scenario file (docs/scenarios.md) on a fresh simulated machine, "
+        "print one line per step with its result, and optionally write the trace as JSON or "
+        "as a standalone HTML animation.",
+        epilog=_REPLAY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("scenario", metavar="SCENARIO.json", nargs="?",
+                   help="a scenario file, '-' for standard input, or a shipped scenario's name")
+    p.add_argument("--html", metavar="OUT.html", help="write the animation to OUT.html")
+    p.add_argument("--trace", metavar="OUT.json", help="write the trace JSON to OUT.json")
+    p.add_argument("--title", help="title of the HTML page (default: the scenario's)")
+    p.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    p.set_defaults(func=_cmd_replay)
+
+
+def _write_html(obj: object, path: str, who: str, title: str | None = None) -> int:
+    from vmlab.io.html_export import export_html
+
+    def progress(done: int, total: int) -> None:
+        print(f"{who}: drawing step {done} of {total}", file=sys.stderr)
+
+    try:
+        export_html(obj, path, title=title, progress=progress)
+    except OSError as exc:
+        print(f"{who}: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{who}: wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from vmlab.io import scenario as S
+
+    if args.list:
+        for name in S.example_names():
+            sc = S.load_example(name)
+            print(f"{name:<20} {sc.title}")
+        return EXIT_OK
+    src = args.scenario
+    if src is None:
+        print("vmlab replay: give a scenario file (or --list)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if src == "-":
+            sc = S.load_scenario(sys.stdin.read() or "{}")
+        elif not os.path.exists(src) and src in S.example_names():
+            sc = S.load_example(src)
+        else:
+            sc = S.load_scenario(Path(src))
+    except S.ScenarioError as exc:
+        print(f"vmlab replay: invalid scenario: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"vmlab replay: cannot read {src}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rep = S.replay(sc, check=False)
+    except S.ScenarioReplayError as exc:
+        print(f"vmlab replay: {exc}", file=sys.stderr)
+        return EXIT_ISSUES
+    for r in rep.results:
+        if not args.quiet or not r.ok:
+            mark = "ok " if r.ok else "FAIL"
+            _write(sys.stdout if r.ok else sys.stderr,
+                   f"{mark} steps[{r.index}] {r.proc}: {r.message}\n")
+    print(f"vmlab replay: {len(rep.results)} steps, {len(rep.trace)} trace steps, "
+          f"{sum(not r.ok for r in rep.results)} failed expectations", file=sys.stderr)
+    if args.trace:
+        try:
+            Path(args.trace).write_text(rep.trace_json(indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"vmlab replay: cannot write {args.trace}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    if args.html and _write_html(rep, args.html, "vmlab replay", args.title) != EXIT_OK:
+        return EXIT_USAGE
+    return EXIT_OK if rep.ok else EXIT_ISSUES
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:

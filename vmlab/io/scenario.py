@@ -1086,3 +1086,103 @@ def replay(sc: Scenario | str | Path | Mapping[str, Any], *, check: bool = True,
             if check and not res.ok:
                 raise ScenarioExpectationError(step.index, res.message)
     return Replay(sc, r.trace, r.machine, r.procs, r.values, r.results)
+
+
+def _build_schema() -> dict[str, Any]:
+    """The JSON Schema, generated from `OPS` (the shipped file must equal this; tested)."""
+    intish = {"$ref": "#/$defs/int"}
+    kinds = {"int": intish, "prot": {"$ref": "#/$defs/prot"},
+             "access": {"enum": ["r", "w", "read", "write"]},
+             "str": {"type": "string", "minLength": 1}, "bool": {"type": "boolean"},
+             "any": {}, "size_or_none": {"anyOf": [intish, {"type": "null"}]}}
+    common = {"op": {}, "proc": {"$ref": "#/$defs/name"},
+              "note": {"type": "string", "description": "shown with the step in the trace"},
+              "quiet": {"type": "boolean",
+                        "description": "record only the step's result, not the kernel's steps"}}
+    branches = []
+    for op in OPS.values():
+        props: dict[str, Any] = dict(common)
+        props["op"] = {"const": op.name}
+        props["args"] = {
+            "type": "object", "additionalProperties": False,
+            "properties": {a.name: kinds[a.kind] for a in op.args},
+            "required": [a.name for a in op.args if a.required],
+        }
+        if op.result == "signal":
+            rv: dict[str, Any] = {"enum": list(_SIGNALS)}
+        elif op.result == "bool":
+            rv = {"type": "boolean"}
+        else:
+            rv = intish
+        exp_obj: dict[str, Any] = {"type": "object", "additionalProperties": False,
+                                   "minProperties": 1, "properties": {"rv": rv}}
+        if op.saves or op.result == "signal":
+            exp_obj["properties"]["value"] = {} if op.result == "signal" else intish
+        props["expect"] = {"anyOf": [{"const": "panic"}, rv, exp_obj]}
+        required = ["op", "proc"]
+        if op.saves:
+            props["save"] = {"type": "string", "pattern": _SAVE_RE.pattern}
+        if op.name == "fork":
+            props["child"] = {"$ref": "#/$defs/name"}
+            required.append("child")
+        if any(a.required for a in op.args):
+            required.append("args")
+        branches.append({"if": {"properties": {"op": {"const": op.name}}, "required": ["op"]},
+                         "then": {"properties": props, "required": required,
+                                  "additionalProperties": False}})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://vmlab.example/scenario.schema.json",
+        "title": "vmlab scenario",
+        "description": "A list of syscalls and vm_map calls on named processes that vmlab "
+        "replays into a trace (docs/scenarios.md). Cross-field rules (processes must exist and "
+        "be alive, $names must be saved earlier, constants must be known) are checked by "
+        "vmlab.io.scenario.load_scenario.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["format", "version", "processes", "steps"],
+        "properties": {
+            "$schema": {"type": "string"},
+            "format": {"const": SCENARIO_FORMAT},
+            "version": {"const": SCENARIO_VERSION},
+            "title": {"type": "string"},
+            "description": {"type": "string"},
+            "machine": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"physmem": intish, "pmap": {"enum": ["amd64", "mem"]},
+                               "sysctl": {"type": "object",
+                                          "additionalProperties": intish}},
+            },
+            "processes": {"type": "array", "minItems": 1,
+                          "items": {"anyOf": [{"$ref": "#/$defs/name"},
+                                              {"$ref": "#/$defs/process"}]}},
+            "steps": {"type": "array", "items": {
+                "type": "object", "required": ["op", "proc"],
+                "properties": {"op": {"enum": list(OPS)}},
+                "allOf": branches}},
+        },
+        "$defs": {
+            "name": {"type": "string", "pattern": _NAME_RE.pattern},
+            "int": {"description": "an integer, or a string: 42, 0x1000, 16K, PROT_READ|"
+                    "PROT_WRITE, $a+4*PAGE_SIZE, MAP_ALIGNED(21)",
+                    "anyOf": [{"type": "integer"}, {"type": "string", "minLength": 1}]},
+            "prot": {"description": "like int, or rwx-style text such as \"rw-\"",
+                     "$ref": "#/$defs/int"},
+            "process": {
+                "type": "object", "additionalProperties": False, "required": ["name"],
+                "properties": {
+                    "name": {"$ref": "#/$defs/name"},
+                    "exec_image": {"anyOf": [{"type": "boolean"}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"program": {"type": "string", "pattern": "^/"},
+                                       **{k: intish for k, t in _EXEC_KEYS.items()
+                                          if t == "int"}}}]},
+                    "min": intish, "max": intish,
+                    "rlimits": {"type": "object", "additionalProperties": False,
+                                "properties": {k: intish for k in (
+                                    "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_MEMLOCK",
+                                    "RLIMIT_VMEM", "RLIMIT_AS")}},
+                },
+            },
+        },
+    }
