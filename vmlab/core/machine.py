@@ -58,7 +58,10 @@ class Machine:
 
     def new_pmap(self) -> Any:
         """pmap_pinit: a fresh, empty pmap on this machine's memory."""
-        return self.pmap_factory(self)
+        pmap = self.pmap_factory(self)
+        if not hasattr(pmap, "unwire"):
+            pmap.unwire = _unwire_by_reentering.__get__(pmap)
+        return pmap
 
     def file(self, name: str, size_or_bytes: int | bytes | None = None) -> SimFile:
         """The file called ``name``, created with ``size_or_bytes`` if it does not exist."""
@@ -71,6 +74,14 @@ class Machine:
 
     def __repr__(self) -> str:
         return f"<Machine {self.physmem!r}, {len(self.files)} files>"
+
+
+def _unwire_by_reentering(pmap: Any, sva: int, eva: int) -> None:
+    """pmap_unwire(9) for a pmap that lacks it: enter each wired page again, unwired, with
+    the rights it has (a read access, so no modified bit is added)."""
+    for va, _pa, prot, wired in list(pmap.mappings()):
+        if wired and sva <= va < eva:
+            pmap.enter(va, pmap.page_at(va), int(prot), 0, 0)
 
 
 _default: Machine | None = None
