@@ -13,6 +13,7 @@ legend), `Embedded` / `ensure_bokeh` (BokehJS inline, BokehModel, Voilà refresh
 from . import theme
 from .animations import Animation, Find, GapSearch, Insert, LockTimeline, Overview
 from .bokeh_embed import Embedded, ensure_bokeh, set_data
+from .forkview import ForkView  # WIDGETS-B
 from .inputs import Field, Form, InputError, parse_addr, parse_int, parse_prot, parse_size
 from .linking import link_views, linked_mark_glyph
 from .lockview import LockView
@@ -20,8 +21,11 @@ from .mapview import MapView
 from .overview import AddressSpaceOverview
 from .player import Player, step_html
 from .predict import Predict
+from .prefaultview import PrefaultStrip  # WIDGETS-B
 from .scale import AddressScale
+from .stackview import StackGrowth  # WIDGETS-B
 from .treeview import TreeView
+from .walkview import PageWalk  # WIDGETS-B
 
 __all__ = [
     "AddressScale",
@@ -30,6 +34,7 @@ __all__ = [
     "Embedded",
     "Field",
     "Find",
+    "ForkView",
     "Form",
     "GapSearch",
     "Insert",
@@ -38,7 +43,10 @@ __all__ = [
     "LockView",
     "MapView",
     "Overview",
+    "PageWalk",
     "Player",
+    "PrefaultStrip",
+    "StackGrowth",
     "Predict",
     "TreeView",
     "ensure_bokeh",
