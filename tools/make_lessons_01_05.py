@@ -706,7 +706,7 @@ def lesson_03() -> list[Cell]:
         more right after it, with the same protection.
         """),
         code("""
-        m = vm_map_create(None, 0x1000, 0x100000)
+        m = vm_map_create(None, 0x1000, 0x40000)                  # small, to see it well
         vm_map_lock(m)
         vm_map_insert(m, None, 0, 0x10000, 0x12000, RW, VM_PROT.ALL, 0)
         vm_map_unlock(m)
