@@ -17,8 +17,7 @@ mapping is missing or too weak; `VmAccessError` is the SIGSEGV/SIGBUS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .constants import (
     KERN,
@@ -85,6 +84,14 @@ VM_FAULT_READ_DEFAULT = 1 + VM_FAULT_READ_AHEAD_INIT
 
 _RWX = int(VM_PROT.ALL)
 _W = int(VM_PROT.WRITE)
+_COPY = int(VM_PROT.COPY)
+_FAULT_LOOKUP = int(VM_PROT.FAULT_LOOKUP)
+_E_GUARD = int(MAP_ENTRY.GUARD)
+_E_GAPS = int(MAP_ENTRY.STACK_GAP_DN | MAP_ENTRY.STACK_GAP_UP)
+_E_SUBMAP = int(MAP_ENTRY.IS_SUB_MAP)
+_E_NEEDS_COPY = int(MAP_ENTRY.NEEDS_COPY)
+_E_COW = int(MAP_ENTRY.COW)
+_E_NOFAULT = int(MAP_ENTRY.NOFAULT)
 
 
 def _rec(map: VmMap, kind: str, text: str, **data: Any) -> None:
@@ -130,48 +137,52 @@ def vm_map_lookup(
             found, entry = vm_map_lookup_entry(map, vaddr)
             if not found:
                 vm_map_unlock_read(map)
-                _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: no entry maps it "
-                     "(KERN_INVALID_ADDRESS)", va=vaddr, rv=int(KERN.INVALID_ADDRESS), entry=-1)
+                if _tracing(map):
+                    _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: no entry maps it "
+                         "(KERN_INVALID_ADDRESS)", va=vaddr, rv=int(KERN.INVALID_ADDRESS), entry=-1)
                 return KERN.INVALID_ADDRESS, None, None, 0, VM_PROT.NONE, False
-            if entry.eflags & MAP_ENTRY.IS_SUB_MAP:
+            t = map._t
+            ef = t.eflags[entry.id]
+            if ef & _E_SUBMAP:
                 vm_map_unlock_read(map)
                 raise NotImplementedError("vmlab models user maps only: no submaps")
-            prot = int(entry.protection)
-            if fault_typea & VM_PROT.FAULT_LOOKUP:
-                fault_typea &= ~int(VM_PROT.FAULT_LOOKUP)
-                ef = entry.eflags
+            prot = t.protection[entry.id]
+            if fault_typea & _FAULT_LOOKUP:
+                fault_typea &= ~_FAULT_LOOKUP
                 if (
-                    prot == VM_PROT.NONE
-                    and ef & MAP_ENTRY.GUARD
-                    and ef & (MAP_ENTRY.STACK_GAP_DN | MAP_ENTRY.STACK_GAP_UP)
+                    prot == 0
+                    and ef & _E_GUARD
+                    and ef & _E_GAPS
                     and _vm_map_growstack(map, vaddr, entry) == KERN.SUCCESS
                 ):
                     continue  # the stack grew: look the address up again
             break
         fault_type = fault_typea & _RWX
-        if (fault_type & prot) != fault_type or prot == VM_PROT.NONE:
+        if (fault_type & prot) != fault_type or prot == 0:
             vm_map_unlock_read(map)
-            _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: {VM_PROT(fault_type)!r} access is "
-                 f"not allowed by the entry's protection {VM_PROT(prot)!r} "
-                 "(KERN_PROTECTION_FAILURE)", va=vaddr, rv=int(KERN.PROTECTION_FAILURE),
-                 entry=entry.id)
+            if _tracing(map):
+                _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: {VM_PROT(fault_type)!r} access is "
+                     f"not allowed by the entry's protection {VM_PROT(prot)!r} "
+                     "(KERN_PROTECTION_FAILURE)", va=vaddr, rv=int(KERN.PROTECTION_FAILURE),
+                     entry=entry.id)
             return KERN.PROTECTION_FAILURE, None, None, 0, VM_PROT.NONE, False
         if (
-            fault_typea & VM_PROT.COPY
-            and not entry.max_protection & VM_PROT.WRITE
-            and not entry.eflags & MAP_ENTRY.COW
+            fault_typea & _COPY
+            and not t.max_protection[entry.id] & _W
+            and not t.eflags[entry.id] & _E_COW
         ):
             vm_map_unlock_read(map)
-            _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: a private copy was asked of a "
-                 "mapping that can never be written (KERN_PROTECTION_FAILURE)",
-                 va=vaddr, rv=int(KERN.PROTECTION_FAILURE), entry=entry.id)
+            if _tracing(map):
+                _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: a private copy was asked of a "
+                     "mapping that can never be written (KERN_PROTECTION_FAILURE)",
+                     va=vaddr, rv=int(KERN.PROTECTION_FAILURE), entry=entry.id)
             return KERN.PROTECTION_FAILURE, None, None, 0, VM_PROT.NONE, False
-        wired = entry.wired_count != 0
+        wired = t.wired_count[entry.id] != 0
         if wired:
             fault_type = prot
-        size = entry.end - entry.start
-        if entry.eflags & MAP_ENTRY.NEEDS_COPY:
-            if fault_type & _W or fault_typea & VM_PROT.COPY:
+        if t.eflags[entry.id] & _E_NEEDS_COPY:
+            size = entry.end - entry.start
+            if fault_type & _W or fault_typea & _COPY:
                 _upgrade(map)
                 old = entry.object
                 if entry.cred is None:
@@ -184,18 +195,22 @@ def vm_map_lookup(
                 entry.eflags = entry.eflags & ~MAP_ENTRY.NEEDS_COPY
                 vm_map_lock_downgrade(map)
                 if new is not old:
-                    _rec(map, "shadow", f"Write fault on a NEEDS_COPY entry: new anonymous object "
-                         f"#{new.id} now shadows object #{old.id}; NEEDS_COPY is cleared, COW "
-                         "stays.", entry=entry.id, old_object=old.id, new_object=new.id,
-                         offset=new.backing_object_offset)
+                    if _tracing(map):
+                        _rec(map, "shadow", "Write fault on a NEEDS_COPY entry: new anonymous "
+                             f"object #{new.id} now shadows object #{old.id}; NEEDS_COPY is "
+                             "cleared, COW stays.", entry=entry.id, old_object=old.id,
+                             new_object=new.id,
+                             offset=new.backing_object_offset)
                 else:
-                    _rec(map, "shadow", f"Write fault on a NEEDS_COPY entry: object #{old.id} "
-                         "has no other user, so it is not shadowed; NEEDS_COPY is cleared.",
-                         entry=entry.id, old_object=old.id, new_object=old.id,
-                         offset=entry.offset)
+                    if _tracing(map):
+                        _rec(map, "shadow", f"Write fault on a NEEDS_COPY entry: object #{old.id} "
+                             "has no other user, so it is not shadowed; NEEDS_COPY is cleared.",
+                             entry=entry.id, old_object=old.id, new_object=old.id,
+                             offset=entry.offset)
             else:
                 prot &= ~_W
         if entry.object is None:
+            size = entry.end - entry.start
             _upgrade(map)
             obj = vm_object_allocate_anon(size >> PAGE_SHIFT, None, entry.cred, size)
             obj.machine = _machine(map)
@@ -203,16 +218,19 @@ def vm_map_lookup(
             entry.offset = 0
             entry.cred = None
             vm_map_lock_downgrade(map)
-            _rec(map, "object_alloc", f"First touch of entry #{entry.id}: it gets anonymous "
-                 f"object #{obj.id} ({obj.size} pages).", entry=entry.id, object=obj.id,
-                 size=obj.size)
-        pindex = ((vaddr - entry.start) + entry.offset) >> PAGE_SHIFT
-        obj = entry.object
-        _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: entry #{entry.id}, object #{obj.id} "
-             f"pindex {pindex}, prot {VM_PROT(prot)!r}{', wired' if wired else ''}",
-             va=vaddr, rv=0, entry=entry.id, object=obj.id, pindex=pindex, prot=prot,
-             wired=wired)
-        return KERN.SUCCESS, entry, obj, pindex, VM_PROT(prot), wired
+            if _tracing(map):
+                _rec(map, "object_alloc", f"First touch of entry #{entry.id}: it gets anonymous "
+                     f"object #{obj.id} ({obj.size} pages).", entry=entry.id, object=obj.id,
+                     size=obj.size)
+        eid = entry.id
+        pindex = ((vaddr - t.start[eid]) + t.offset[eid]) >> PAGE_SHIFT
+        obj = t.objects[eid]
+        if _tracing(map):
+            _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: entry #{entry.id}, object #{obj.id} "
+                 f"pindex {pindex}, prot {VM_PROT(prot)!r}{', wired' if wired else ''}",
+                 va=vaddr, rv=0, entry=entry.id, object=obj.id, pindex=pindex, prot=prot,
+                 wired=wired)
+        return KERN.SUCCESS, entry, obj, pindex, prot, wired
 
 
 def _upgrade(map: VmMap) -> None:
@@ -249,8 +267,7 @@ def _machine(map: VmMap) -> Any:
 # vm_fault_prefault
 
 
-@dataclass(frozen=True)
-class PrefaultCandidate:
+class PrefaultCandidate(NamedTuple):
     """One candidate address of vm_fault_prefault and what happened to it.
 
     ``verdict``: "mapped" (pmap_enter_quick, read-only), "outside" (beyond the window or the
@@ -431,10 +448,11 @@ def _getpages(map: VmMap, entry: Any, obj: Any, pindex: int, vaddr: int) -> tupl
             return None, 0, 0
         pages.append(m)
     _machine(map).pager.getpages(obj, pages, pindex)
-    _rec(map, "pagein", f"Page-in from {obj.handle.name!r}: pages {pindex - rb}..{pindex + ra} "
-         f"of object #{obj.id} ({rb} behind, {ra} ahead of pindex {pindex}).",
-         object=obj.id, pindex=pindex, behind=rb, ahead=ra, count=rb + ra + 1,
-         file=obj.handle.name)
+    if _tracing(map):
+        _rec(map, "pagein", f"Page-in from {obj.handle.name!r}: pages {pindex - rb}..{pindex + ra} "
+             f"of object #{obj.id} ({rb} behind, {ra} ahead of pindex {pindex}).",
+             object=obj.id, pindex=pindex, behind=rb, ahead=ra, count=rb + ra + 1,
+             file=obj.handle.name)
     return memq[pindex], rb, ra
 
 
@@ -474,21 +492,22 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
     vaddr = trunc_page(int(vaddr))
     fault_type = int(fault_type)
     fault_flags = int(fault_flags)
-    _rec(map, "fault", f"Page fault: {VM_PROT(fault_type & _RWX)!r} access at {vaddr:#x}",
-         va=vaddr, fault_type=fault_type, fault_flags=fault_flags)
+    if _tracing(map):
+        _rec(map, "fault", f"Page fault: {VM_PROT(fault_type & _RWX)!r} access at {vaddr:#x}",
+             va=vaddr, fault_type=fault_type, fault_flags=fault_flags)
     rv, entry, first_object, first_pindex, prot, wired = vm_map_lookup(
         map, vaddr, fault_type | int(VM_PROT.FAULT_LOOKUP)
     )
     if rv != KERN.SUCCESS:
-        _rec(map, "fault_done", f"The fault fails: {rv.name}", va=vaddr, rv=int(rv),
-             faultcount=0)
+        if _tracing(map):
+            _rec(map, "fault_done", f"The fault fails: {rv.name}", va=vaddr, rv=int(rv),
+                 faultcount=0)
         return rv
     try:
-        if entry.eflags & MAP_ENTRY.NOFAULT:
+        if map._t.eflags[entry.id] & _E_NOFAULT:
             raise RuntimeError(f"vm_fault: fault on nofault entry, addr: {vaddr:#x}")
         if wired:
-            fault_type = int(prot) | (fault_type & int(VM_PROT.COPY))
-        prot = int(prot)
+            fault_type = prot | (fault_type & _COPY)
         pmap = map.pmap
         if first_object.machine is None:
             _adopt(first_object, _machine(map))
@@ -505,13 +524,15 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
             if fault_type & _W:
                 vm_page_dirty(m)
             pmap.enter(vaddr, m, prot, (fault_type & _RWX) | PMAP_ENTER_NOSLEEP | wflag, 0)
-            _rec(map, "fault_path", f"Soft fault: page {first_pindex} of object "
-                 f"#{first_object.id} is resident; it is just mapped.", path="soft_fast",
-                 object=first_object.id, pindex=first_pindex, pa=m.phys_addr)
+            if _tracing(map):
+                _rec(map, "fault_path", f"Soft fault: page {first_pindex} of object "
+                     f"#{first_object.id} is resident; it is just mapped.", path="soft_fast",
+                     object=first_object.id, pindex=first_pindex, pa=m.phys_addr)
             if not wired:
                 vm_fault_prefault(map, vaddr, PFBAK, PFFOR, entry)
-            _rec(map, "fault_done", "The fault is resolved (soft).", va=vaddr, rv=0,
-                 faultcount=0)
+            if _tracing(map):
+                _rec(map, "fault_done", "The fault is resolved (soft).", va=vaddr, rv=0,
+                     faultcount=0)
             return KERN.SUCCESS
 
         obj, pindex = first_object, first_pindex
@@ -520,16 +541,18 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
         hardfault = False
         while True:
             if obj.flags & OBJ_DEAD:
-                _rec(map, "fault_done", "The object is dead.", va=vaddr,
-                     rv=int(KERN.PROTECTION_FAILURE), faultcount=0)
+                if _tracing(map):
+                    _rec(map, "fault_done", "The object is dead.", va=vaddr,
+                         rv=int(KERN.PROTECTION_FAILURE), faultcount=0)
                 return KERN.PROTECTION_FAILURE
             m = obj.memq.get(pindex)
             if m is not None and m.valid:
                 break
             if obj.type == OBJT.VNODE:
                 if pindex >= obj.size:
-                    _rec(map, "fault_done", f"pindex {pindex} is beyond the end of the file "
-                         "(SIGBUS).", va=vaddr, rv=int(KERN.OUT_OF_BOUNDS), faultcount=0)
+                    if _tracing(map):
+                        _rec(map, "fault_done", f"pindex {pindex} is beyond the end of the file "
+                             "(SIGBUS).", va=vaddr, rv=int(KERN.OUT_OF_BOUNDS), faultcount=0)
                     return KERN.OUT_OF_BOUNDS
                 m, behind, ahead = _getpages(map, entry, obj, pindex, vaddr)
                 if m is None:
@@ -543,21 +566,24 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
                 if m is None:
                     m = vm_page_alloc(first_object, first_pindex, VM_ALLOC_ZERO)
                     if m is None:
-                        _rec(map, "fault_done", "No free physical page.", va=vaddr,
-                             rv=int(KERN.RESOURCE_SHORTAGE), faultcount=0)
+                        if _tracing(map):
+                            _rec(map, "fault_done", "No free physical page.", va=vaddr,
+                                 rv=int(KERN.RESOURCE_SHORTAGE), faultcount=0)
                         return KERN.RESOURCE_SHORTAGE
                 m.value = 0
                 vm_page_valid(m)
                 obj, pindex = first_object, first_pindex
                 faultcount = 1
-                _rec(map, "zero_fill", f"Nothing backs pindex {first_pindex}: a zero-filled "
-                     f"page (pa {m.phys_addr:#x}) is put in object #{first_object.id}.",
-                     object=first_object.id, pindex=first_pindex, pa=m.phys_addr)
+                if _tracing(map):
+                    _rec(map, "zero_fill", f"Nothing backs pindex {first_pindex}: a zero-filled "
+                         f"page (pa {m.phys_addr:#x}) is put in object #{first_object.id}.",
+                         object=first_object.id, pindex=first_pindex, pa=m.phys_addr)
                 break
             pindex += obj.backing_object_offset >> PAGE_SHIFT
             obj = obj.backing_object
-            _rec(map, "chain_walk", f"Not in this object: look in backing object #{obj.id} at "
-                 f"pindex {pindex}.", object=obj.id, pindex=pindex)
+            if _tracing(map):
+                _rec(map, "chain_walk", f"Not in this object: look in backing object #{obj.id} at "
+                     f"pindex {pindex}.", object=obj.id, pindex=pindex)
 
         if obj is not first_object:
             if fault_type & (_W | int(VM_PROT.COPY)):
@@ -577,15 +603,16 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
                     # entry over a COW chain) must not leave others on the old page.
                     if not first_object.flags & OBJ_ONEMAPPING:
                         pmap_remove_all(old)
-                _rec(map, "cow_copy",
-                     (f"Copy-on-write: page {pindex} of object #{obj.id} is moved into "
-                      f"object #{first_object.id} (nobody else uses it)." if renamed else
-                      f"Copy-on-write: page {pindex} of object #{obj.id} (pa "
-                      f"{old.phys_addr:#x}) is copied to a new page (pa {m.phys_addr:#x}) of "
-                      f"object #{first_object.id}; other mappings keep the old one."),
-                     from_object=obj.id, from_pindex=pindex, to_object=first_object.id,
-                     to_pindex=first_pindex, old_pa=old.phys_addr, new_pa=m.phys_addr,
-                     rename=renamed)
+                if _tracing(map):
+                    _rec(map, "cow_copy",
+                         (f"Copy-on-write: page {pindex} of object #{obj.id} is moved into "
+                          f"object #{first_object.id} (nobody else uses it)." if renamed else
+                          f"Copy-on-write: page {pindex} of object #{obj.id} (pa "
+                          f"{old.phys_addr:#x}) is copied to a new page (pa {m.phys_addr:#x}) of "
+                          f"object #{first_object.id}; other mappings keep the old one."),
+                         from_object=obj.id, from_pindex=pindex, to_object=first_object.id,
+                         to_pindex=first_pindex, old_pa=old.phys_addr, new_pa=m.phys_addr,
+                         rename=renamed)
                 obj = first_object
                 if faultcount == 0:
                     faultcount = 1
@@ -604,9 +631,10 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
                 vm_fault_prefault(map, vaddr, behind, ahead, entry)
             else:
                 vm_fault_prefault(map, vaddr, PFBAK, PFFOR, entry)
-        _rec(map, "fault_done", f"The fault is resolved (faultcount {faultcount}"
-             f"{', no prefault' if faultcount == 1 else ''}).", va=vaddr, rv=0,
-             faultcount=faultcount)
+        if _tracing(map):
+            _rec(map, "fault_done", f"The fault is resolved (faultcount {faultcount}"
+                 f"{', no prefault' if faultcount == 1 else ''}).", va=vaddr, rv=0,
+                 faultcount=faultcount)
         return KERN.SUCCESS
     finally:
         if map.lock.held_by(curthread().name):
