@@ -12,6 +12,9 @@ output depends on the machine, e.g. ``/proc/self/maps``) are tagged ``nbval-igno
 and their outputs are dropped after the run, so only the shipped sample's facts are compared.
 """
 
+# Notebook cell sources live in string literals below; their lines are as wide as the lesson
+# shows them (Jupyter wraps nothing), so the line-length rule does not apply to this file.
+# ruff: noqa: E501
 from __future__ import annotations
 
 import argparse
@@ -176,8 +179,11 @@ def tour(b: Book) -> None:
     """)
     b.code("print(vm.vm_pmap.mmu.translate(0x20a000, 'w', 3).format())")
     b.md("""
-    `RW` is set in the leaf (the parent's copy is writable again after its own fault), `D`
-    (dirty) says the page was written, `XD` forbids executing data. Lesson 09 takes this apart.
+    The walk reaches the leaf and ends in a **#PF** with error code `0x7` = P W U: the page is
+    present, but this is a *user write* and the leaf has no `RW`. `fork` write-protected the
+    parent's page too, so the parent's next write faults and gets its own copy as well. That
+    #PF is how the CPU hands the work to `vm_fault`. (`XD`: data is never executable.)
+    Lesson 09 takes the walk apart.
 
     ## Recap
     - A process's memory is a `vm_map`: a sorted set of entries, each with a range, a
@@ -270,8 +276,8 @@ def stacks(b: Book) -> None:
     """)
     b.code("""
     rv = vm_map_growstack(vm.vm_map, USRSTACK - 0x50000)
-    print(rv.name, "- stack now starts at", hex(vm.vm_map.entries()[-4].start),
-          "- vm_ssize", vm.vm_ssize)
+    bottom = min(e.start for e in vm.vm_map.entries() if e.eflags & MAP_ENTRY.GROWS_DOWN)
+    print(rv.name, "- the stack now starts at", hex(bottom), "- vm_ssize", vm.vm_ssize)
     """)
     b.md("""
     ## 3. `RLIMIT_STACK` and a stack overflow
@@ -315,7 +321,7 @@ def stacks(b: Book) -> None:
     """)
     b.code("""
     setrlimit(vm, RLIMIT_STACK, MAXSSIZ)
-    gap = vm.vm_map.entries()[-5]
+    gap = next(e for e in vm.vm_map.entries() if e.eflags & MAP_ENTRY.STACK_GAP_DN)
     print(gap, "guard:", gap.next_read, "bytes")
     print("fault in the guard page:", vm_map_growstack(vm.vm_map, gap.start + 8).name)
     print("fault one page above it:", vm_map_growstack(vm.vm_map, gap.start + PAGE_SIZE + 8).name)
@@ -472,6 +478,19 @@ def forks(b: Book) -> None:
     print("parent reads:", vm_read(parent, rnd))
     """)
     b.md("""
+    ## 6. Your turn
+
+    A generated problem (the same seed gives the same problem on every machine): type one word
+    per parent entry in the box, press **Check**, then **Reveal** for the explanation.
+    """)
+    b.code("""
+    from vmlab.exercises import generate
+    from vmlab.widgets import Predict
+    problem = generate("fork", seed=3)
+    print(problem)
+    """)
+    b.code("Predict(problem)")
+    b.md("""
     ## Recap
     - Inheritance is per entry; `vm_map_inherit` clips so that only the range changes.
     - `vmspace_fork`: COPY → same object, both `COW|NEEDS_COPY`, parent PTEs write-protected;
@@ -521,8 +540,8 @@ def faults(b: Book) -> None:
     story(hard, {"lookup", "pagein", "prefault_candidate", "fault_done"})
     """)
     b.md("""
-    One disk read brought in pages 0..11 (read-behind 4, read-ahead 7), and prefault then
-    mapped the neighbours in the window of that read, in **spiral order**:
+    One disk read brought in the whole 16-page file (read-behind 4 pages, read-ahead 11), and
+    prefault then mapped the neighbours in the window of that read, in **spiral order**:
     −1, +1, −2, +2, … Every PTE made by prefault is **read-only** (`pmap_enter_quick`), even in
     a writable mapping: a write still faults, which keeps copy-on-write correct.
     """)
@@ -530,10 +549,10 @@ def faults(b: Book) -> None:
     b.md("""
     ## 2. The soft fault and the stop rule
 
-    A second process maps the same file; then a third one, using `MADV_RANDOM` (no read-ahead),
-    reads pages 0, 1, 2, 3, 5 and 6 of *another* file. The second process maps that file
-    **before** those pages are in memory (a file `mmap` enters already-resident pages at once:
-    `MAP_PREFAULT_PARTIAL`).
+    Two new processes share a second file, `/data/sparse.db`. The *viewer* maps it first, while
+    none of it is in memory (a file `mmap` enters already-resident pages at once, with
+    `MAP_PREFAULT_PARTIAL`, and we want to watch faults). Then the *loader*, using
+    `MADV_RANDOM` (no read-ahead), reads pages 0, 1, 2, 3, 5 and 6.
     """)
     b.code("""
     viewer = exec_image(name="/bin/viewer")
