@@ -769,3 +769,7 @@ def vm_write(vm: Any, va: int, value: Any) -> None:
 
 
 _ = vm_map_unlock  # imported for callers that release an exclusive lock after growstack
+
+# vm_map_protect.py reaches the copy hook with ``from . import vm_fault``, which yields this
+# function (the package re-exports it over the submodule's name); let that lookup succeed too.
+vm_fault.vm_fault_copy_entry = vm_fault_copy_entry  # type: ignore[attr-defined]
