@@ -134,16 +134,21 @@ class Trace:
     #: names by pid); written by `to_dict` only when not empty
     meta: dict[str, Any] = field(default_factory=dict)
     _dirty: set[int] = field(default_factory=set, repr=False)
+    _latest: dict[int, int] = field(default_factory=dict, repr=False)
 
     def record(self, obj: Traceable, kind: str, text: str, **data: Any) -> Step:
         """Append a step; snapshot ``obj`` if it changed since its last snapshot."""
         if kind not in STEP_KINDS:
             raise ValueError(f"unknown trace step kind {kind!r}")
         key = id(obj)
-        if not self.states or key in self._dirty:
+        idx = self._latest.get(key)
+        if idx is None or key in self._dirty:
+            # Each object keeps its own latest snapshot, so a trace of several processes never
+            # points a step at another object's state.
             self.states.append(obj._trace_snapshot())
+            idx = self._latest[key] = len(self.states) - 1
             self._dirty.discard(key)
-        step = Step(kind, text, data, len(self.states) - 1)
+        step = Step(kind, text, data, idx)
         self.steps.append(step)
         return step
 
