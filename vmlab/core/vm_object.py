@@ -214,7 +214,8 @@ def vm_object_shadow(
     As in FreeBSD 14, nothing is created when ``source`` is anonymous and has a single
     reference (nobody else can see its pages). The entry's reference on ``source`` is handed
     to the new shadow (no new reference); ``source.shadow_count`` goes up by one.
-    ``offset`` is in bytes; ``length`` in bytes.
+    ``offset`` is in bytes; ``length`` in bytes. With ``shared`` (vmspace_fork of a SHARE
+    entry) the shadow starts with two references and without OBJ_ONEMAPPING.
     """
     if source is not None and source.ref_count == 1 and source.flags & OBJ_ANON:
         return source, offset
@@ -225,7 +226,9 @@ def vm_object_shadow(
         source.shadow_count += 1
         result.machine = source.machine
     if shared:
-        result.flags &= ~OBJ_ONEMAPPING  # the new shadow is mapped by more than one entry
+        # Forking a shared entry: the caller's second entry references the shadow too.
+        result.ref_count += 1
+        result.flags &= ~OBJ_ONEMAPPING
     return result, 0
 
 

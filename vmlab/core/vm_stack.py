@@ -27,6 +27,11 @@ __all__ = ["vm_map_growstack"]
 _M64 = (1 << 64) - 1
 
 
+def _tracing(map: VmMap) -> bool:
+    owner = map.vmspace if map.vmspace is not None else map
+    return owner._trace is not None
+
+
 def _rec(map: VmMap, kind: str, text: str, **data: Any) -> None:
     owner = map.vmspace if map.vmspace is not None else map
     tr = owner._trace
@@ -36,8 +41,9 @@ def _rec(map: VmMap, kind: str, text: str, **data: Any) -> None:
 
 
 def _fail(map: VmMap, rv: KERN, why: str, addr: int) -> KERN:
-    _rec(map, "grow", f"The stack does not grow for {addr:#x}: {why} ({rv.name}).",
-         addr=addr, rv=int(rv), grow=0, reason=why)
+    if _tracing(map):
+        _rec(map, "grow", f"The stack does not grow for {addr:#x}: {why} ({rv.name}).",
+             addr=addr, rv=int(rv), grow=0, reason=why)
     return rv
 
 
@@ -177,10 +183,11 @@ def _vm_map_growstack(map: VmMap, addr: int, gap_entry: Any) -> KERN:
     if rv == KERN.SUCCESS and is_procstack:
         vm.vm_ssize += grow_amount >> PAGE_SHIFT
     if rv == KERN.SUCCESS:
-        _rec(map, "grow",
-             f"The stack grows by {grow_amount:#x} bytes ({asked:#x} needed, rounded up to "
-             f"sgrowsiz {sgrowsiz:#x}): new entry [{grow_start:#x}, "
-             f"{grow_start + grow_amount:#x}); the gap "
+        if _tracing(map):
+            _rec(map, "grow",
+                 f"The stack grows by {grow_amount:#x} bytes ({asked:#x} needed, rounded up to "
+                 f"sgrowsiz {sgrowsiz:#x}): new entry [{grow_start:#x}, "
+                 f"{grow_start + grow_amount:#x}); the gap "
              f"{'is used up' if grow_down and gap_start + grow_amount == gap_end else 'shrinks'}.",
              addr=addr, rv=0, grow=grow_amount, asked=asked, start=grow_start,
              end=grow_start + grow_amount, guard=guard, procstack=is_procstack,
@@ -191,8 +198,9 @@ def _vm_map_growstack(map: VmMap, addr: int, gap_entry: Any) -> KERN:
             rv = vm_map_wire_locked(map, grow_start, grow_start + grow_amount,
                                     VM_MAP_WIRE_USER | VM_MAP_WIRE_NOHOLES)
     else:
-        _rec(map, "grow", f"Inserting the new stack entry failed ({KERN(rv).name}); the gap "
-             "is restored.", addr=addr, rv=int(rv), grow=0, reason="insert failed")
+        if _tracing(map):
+            _rec(map, "grow", f"Inserting the new stack entry failed ({KERN(rv).name}); the gap "
+                 "is restored.", addr=addr, rv=int(rv), grow=0, reason="insert failed")
     vm_map_lock_downgrade(map)
     return KERN(rv)
 

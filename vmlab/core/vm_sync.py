@@ -42,6 +42,11 @@ _MADV_NOCORE, _MADV_CORE = 8, 9
 _EINVAL = 22
 
 
+def _tracing(map: VmMap) -> bool:
+    owner = map.vmspace if map.vmspace is not None else map
+    return owner._trace is not None
+
+
 def _rec(map: VmMap, kind: str, text: str, **data: Any) -> None:
     owner = map.vmspace if map.vmspace is not None else map
     tr = owner._trace
@@ -95,7 +100,8 @@ def vm_map_sync(map: VmMap, start: int, end: int, syncio: bool, invalidate: bool
         if not vm_object_sync(obj, offset, size, syncio, invalidate):
             failed = True
         vm_object_deallocate(obj)
-    _rec(map, "sync", f"msync [{start:#x}, {end:#x}): dirty file pages written back"
+    if _tracing(map):
+        _rec(map, "sync", f"msync [{start:#x}, {end:#x}): dirty file pages written back"
          f"{', pages invalidated' if invalidate else ''}.", start=start, end=end,
          syncio=bool(syncio), invalidate=bool(invalidate), rv=int(KERN.FAILURE if failed else 0))
     return KERN.FAILURE if failed else KERN.SUCCESS
@@ -168,7 +174,8 @@ def vm_map_madvise(map: VmMap, start: int, end: int, behav: int) -> int:
             vm_map_try_merge_entries(map, prev, entry)
         finally:
             vm_map_unlock(map)
-        _rec(map, "madvise", f"madvise({behav}) on [{start:#x}, {end:#x}): entry flags set.",
+        if _tracing(map):
+            _rec(map, "madvise", f"madvise({behav}) on [{start:#x}, {end:#x}): entry flags set.",
              start=start, end=end, behav=behav)
         return 0
     if behav not in (_MADV_WILLNEED, _MADV_DONTNEED, _MADV_FREE):
@@ -212,7 +219,8 @@ def vm_map_madvise(map: VmMap, start: int, end: int, behav: int) -> int:
             entry = vm_map_entry_succ(entry)
     finally:
         vm_map_unlock_read(map)
-    _rec(map, "madvise", f"madvise({behav}) on [{start:#x}, {end:#x}).", start=start, end=end,
+    if _tracing(map):
+        _rec(map, "madvise", f"madvise({behav}) on [{start:#x}, {end:#x}).", start=start, end=end,
          behav=behav)
     return 0
 
@@ -330,7 +338,8 @@ def vm_map_wire_locked(map: VmMap, start: int, end: int, flags: int) -> KERN:
         vm_map_try_merge_entries(map, vm_map_entry_pred(entry), entry)
     if marked:
         vm_map_try_merge_entries(map, marked[-1], vm_map_entry_succ(marked[-1]))
-    _rec(map, "wire", f"vm_map_wire [{start:#x}, {end:#x}) → {KERN(rv).name}", start=start,
+    if _tracing(map):
+        _rec(map, "wire", f"vm_map_wire [{start:#x}, {end:#x}) → {KERN(rv).name}", start=start,
          end=end, user=user_wire, rv=int(rv))
     return KERN(rv)
 
@@ -397,6 +406,7 @@ def vm_map_unwire(map: VmMap, start: int, end: int, flags: int) -> KERN:
             vm_map_try_merge_entries(map, marked[-1], vm_map_entry_succ(marked[-1]))
     finally:
         vm_map_unlock(map)
-    _rec(map, "wire", f"vm_map_unwire [{start:#x}, {end:#x}) → {KERN(rv).name}", start=start,
+    if _tracing(map):
+        _rec(map, "wire", f"vm_map_unwire [{start:#x}, {end:#x}) → {KERN(rv).name}", start=start,
          end=end, user=user_unwire, rv=int(rv))
     return KERN(rv)
