@@ -94,12 +94,18 @@ _E_COW = int(MAP_ENTRY.COW)
 _E_NOFAULT = int(MAP_ENTRY.NOFAULT)
 
 
+#: Steps after which the process looks different (a new snapshot is taken for them).
+_CHANGING = frozenset({"lookup", "shadow", "object_alloc", "zero_fill", "pagein", "cow_copy",
+                       "fault_path", "fault_done"})
+
+
 def _rec(map: VmMap, kind: str, text: str, **data: Any) -> None:
     """Record a process-layer step on the map's vmspace (or on the map for a bare map)."""
     owner = map.vmspace if map.vmspace is not None else map
     tr = owner._trace
     if tr is not None:
-        tr.mark_dirty(owner)
+        if kind in _CHANGING:
+            tr.mark_dirty(owner)
         tr.record(owner, kind, text, **data)
 
 
