@@ -32,6 +32,7 @@ from .constants import (
     VM_PROT,
     trunc_page,
 )
+from .entries import prot_str
 from .lock import (
     curthread,
     vm_map_lock_downgrade,
@@ -167,8 +168,8 @@ def vm_map_lookup(
         if (fault_type & prot) != fault_type or prot == 0:
             vm_map_unlock_read(map)
             if _tracing(map):
-                _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: {VM_PROT(fault_type)!r} access is "
-                     f"not allowed by the entry's protection {VM_PROT(prot)!r} "
+                _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: {prot_str(fault_type)} access is "
+                     f"not allowed by the entry's protection {prot_str(prot)} "
                      "(KERN_PROTECTION_FAILURE)", va=vaddr, rv=int(KERN.PROTECTION_FAILURE),
                      entry=entry.id)
             return KERN.PROTECTION_FAILURE, None, None, 0, VM_PROT.NONE, False
@@ -233,7 +234,7 @@ def vm_map_lookup(
         obj = t.objects[eid]
         if _tracing(map):
             _rec(map, "lookup", f"vm_map_lookup {vaddr:#x}: entry #{entry.id}, object #{obj.id} "
-                 f"pindex {pindex}, prot {VM_PROT(prot)!r}{', wired' if wired else ''}",
+                 f"pindex {pindex}, prot {prot_str(prot)}{', wired' if wired else ''}",
                  va=vaddr, rv=0, entry=entry.id, object=obj.id, pindex=pindex, prot=prot,
                  wired=wired)
         return KERN.SUCCESS, entry, obj, pindex, prot, wired
@@ -499,7 +500,7 @@ def vm_fault(map: VmMap, vaddr: int, fault_type: int, fault_flags: int = VM_FAUL
     fault_type = int(fault_type)
     fault_flags = int(fault_flags)
     if _tracing(map):
-        _rec(map, "fault", f"Page fault: {VM_PROT(fault_type & _RWX)!r} access at {vaddr:#x}",
+        _rec(map, "fault", f"Page fault: {prot_str(fault_type & _RWX)} access at {vaddr:#x}",
              va=vaddr, fault_type=fault_type, fault_flags=fault_flags)
     rv, entry, first_object, first_pindex, prot, wired = vm_map_lookup(
         map, vaddr, fault_type | int(VM_PROT.FAULT_LOOKUP)
@@ -775,7 +776,3 @@ def vm_write(vm: Any, va: int, value: Any) -> None:
 
 
 _ = vm_map_unlock  # imported for callers that release an exclusive lock after growstack
-
-# vm_map_protect.py reaches the copy hook with ``from . import vm_fault``, which yields this
-# function (the package re-exports it over the submodule's name); let that lookup succeed too.
-vm_fault.vm_fault_copy_entry = vm_fault_copy_entry  # type: ignore[attr-defined]

@@ -6,8 +6,6 @@ merge what became mergeable. vm_map_protect validates the whole range before cha
 
 from __future__ import annotations
 
-from typing import Any
-
 from .constants import KERN, OBJT, VM_INHERIT, VM_MAP_PROTECT, VM_PROT
 from .entries import HEADER, prot_str
 from .lock import LockWouldBlock, curthread, vm_map_lock, vm_map_unlock, vm_map_wait_busy
@@ -213,15 +211,11 @@ def _fault_copy_entry(map: VmMap, e: int) -> None:
     """vm_fault_copy_entry for a user-wired entry gaining write access: the process layer's
     (``vmlab.core.vm_fault.vm_fault_copy_entry(dst_map, src_map, dst_entry, src_entry,
     fork_charge)``) when present."""
-    try:
-        from . import vm_fault  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    f: Any = getattr(vm_fault, "vm_fault_copy_entry", None)
-    if f is not None:
-        from .entries import VmMapEntry
+    # Imported here: vm_fault.py imports this module's functions at load time.
+    from .entries import VmMapEntry
+    from .vm_fault import vm_fault_copy_entry
 
-        f(map, map, VmMapEntry(map, e), VmMapEntry(map, e), None)
+    vm_fault_copy_entry(map, map, VmMapEntry(map, e), VmMapEntry(map, e), None)
 
 
 def vm_map_inherit(map: VmMap, start: int, end: int, new_inheritance: int) -> KERN:
