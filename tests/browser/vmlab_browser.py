@@ -265,6 +265,7 @@ def run_all_cells(page: Page, timeout: float = 180) -> None:
     click_run_all()
     issued = start = time.monotonic()
     texts: list[str] = []
+    stalled_since = None
     while time.monotonic() - start < timeout:
         texts = [t.strip() for t in prompts.all_inner_texts()]
         if texts and re.fullmatch(r"\[\d+\]:", texts[-1]):
@@ -272,6 +273,18 @@ def run_all_cells(page: Page, timeout: float = 180) -> None:
         errors = _error_texts(page)
         if errors and idle.count() and "[*]:" not in texts:
             raise AssertionError("a cell failed under Run All Cells:\n" + "\n---\n".join(errors))
+        ran = any(re.fullmatch(r"\[\d+\]:", t) for t in texts)
+        if ran and idle.count() and "[*]:" not in texts:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 15:
+                first = next(i for i, t in enumerate(texts) if t == "[ ]:")
+                src = page.locator(".jp-CodeCell").nth(first).locator(".jp-InputArea-editor")
+                raise AssertionError(
+                    f"Run All stopped without an error output before code cell {first}:\n"
+                    f"{src.inner_text()[:500]}\nprompts: {texts}"
+                )
+        else:
+            stalled_since = None
         if dialog.count():
             dialog.get_by_role("button", name="Select").click()
             click_run_all()

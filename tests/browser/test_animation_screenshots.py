@@ -1,0 +1,131 @@
+"""Every vmlab animation in JupyterLab in headless chromium, stepped a few steps and
+photographed: the README's "What it looks like" images (``anim_<name>.png``), plus a check
+that linked highlighting works in the browser (hovering a splay-tree node marks its entry in
+the map view).
+
+The notebook is generated at test time into the server's **copy** of notebooks/ (it is not a
+lesson). Screenshots go to the shots dir (`.ci-shots/` by default); ``make screenshots``
+(``VMLAB_SHOTS_DIR=docs/screenshots``) writes the README's copies.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from vmlab_browser import PLAYER, STEP_FORWARD, WIDGET_OUTPUT, open_and_run, save_screenshot
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "_animation_screenshots.ipynb"
+
+SETUP = """\
+from vmlab.core import *
+from vmlab.widgets import *
+
+m = vm_map_create(None, 0x1000, 0x1000000)
+vm_map_lock(m)
+for s, e, p in [(0x10000, 0x14000, VM_PROT.RW), (0x20000, 0x21000, VM_PROT.READ),
+                (0x40000, 0x48000, VM_PROT.RW | VM_PROT.EXECUTE), (0x100000, 0x101000, VM_PROT.RW),
+                (0x200000, 0x210000, VM_PROT.READ), (0x600000, 0x602000, VM_PROT.RW)]:
+    assert vm_map_insert(m, None, 0, s, e, p, VM_PROT.ALL, 0) == KERN.SUCCESS
+vm_map_unlock(m)
+vm = exec_image(name="/bin/sh")
+"""
+
+#: (screenshot name, code that displays the animation, steps forward before the picture)
+ANIMATIONS: list[tuple[str, str, int]] = [
+    ("insert_find", 'find = Find(m, 0, 0x3000, "aligned(16)")\nfind', 6),
+    ("gap_search", "gaps = GapSearch(m, 0x11000, 0x8000)\ngaps", 4),
+    ("stack_growth", "stack = StackGrowth(vm)\nstack", 6),
+    ("fork", "fork_ = ForkView(vm)\nfork_", 6),
+    ("prefault", "pf = PrefaultStrip(vm)\npf", 4),
+    ("page_walk", "walk = PageWalk(vm)\nwalk", 1),
+    ("overview", "Overview(m)", 0),
+    ("lock_view", "locks = LockTimeline(m)\nlocks", 3),
+]
+
+#: The ids the linking check needs: the tree's and the map's bokeh figures and sources.
+IDS_CELL = """\
+import json
+tree, mapv = gaps.views
+print(json.dumps({"tree_fig": tree.figure.id, "tree_src": tree.nodes.id,
+                  "map_fig": mapv.figure.id, "map_linked": mapv.linked.id}))
+"""
+
+# Bokeh 3: the plot view of a model id, and a data point's position in page pixels.
+POINT_JS = """([fig, x, y]) => {
+  for (const v of Bokeh.index.all_views ? Bokeh.index.all_views() : Object.values(Bokeh.index)) {
+    const stack = [v];
+    while (stack.length) {
+      const w = stack.pop();
+      if (w.model && w.model.id === fig && w.frame) {
+        const r = w.canvas_view.el.getBoundingClientRect();
+        return [r.left + w.frame.x_scale.compute(x), r.top + w.frame.y_scale.compute(y)];
+      }
+      if (w.child_views) stack.push(...w.child_views);
+      else if (w.child_views_list) stack.push(...w.child_views_list());
+    }
+  }
+  return null;
+}"""
+
+MODEL_DATA_JS = """([id, col]) => {
+  for (const doc of Bokeh.documents) {
+    const m = doc.get_model_by_id(id);
+    if (m) { const d = m.data; return Array.from(d.get ? d.get(col) : d[col]); }
+  }
+  return null;
+}"""
+
+
+def make_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(SETUP)]
+    nb.cells += [nbformat.v4.new_code_cell(code) for _name, code, _n in ANIMATIONS]
+    nb.cells.append(nbformat.v4.new_code_cell(IDS_CELL))
+    return nb
+
+
+def _step_forward(page, output, n: int) -> None:
+    player = output.locator(PLAYER).first
+    for k in range(n):
+        before = player.inner_text()
+        player.locator(STEP_FORWARD).first.click()
+        page.wait_for_function("([el, t]) => el.innerText !== t",
+                               arg=[player.element_handle(), before], timeout=15_000)
+        assert f"Step {k + 2} of" in player.inner_text()
+
+
+def test_animation_screenshots_and_linking(lab, page) -> None:
+    nbformat.write(make_notebook(), lab.root / NOTEBOOK)
+    open_and_run(page, lab, NOTEBOOK, players=False)
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    assert cells.count() == len(ANIMATIONS) + 2
+    for k, (name, _code, steps) in enumerate(ANIMATIONS, start=1):
+        output = cells.nth(k).locator(WIDGET_OUTPUT).first
+        output.scroll_into_view_if_needed()
+        if steps:
+            _step_forward(page, output, steps)
+        page.wait_for_timeout(400)  # let bokeh repaint after the last patch
+        shot = save_screenshot(page, f"anim_{name}", output)
+        assert shot.stat().st_size > 5_000, f"{name}: screenshot looks empty"
+
+    # Linked highlighting: hover a splay-tree node, the map view outlines the same entry.
+    ids = json.loads(cells.nth(len(ANIMATIONS) + 1).locator(".jp-OutputArea-output")
+                     .first.inner_text())
+    gaps_out = cells.nth(2).locator(WIDGET_OUTPUT).first
+    gaps_out.scroll_into_view_if_needed()
+    xs = page.evaluate(MODEL_DATA_JS, [ids["tree_src"], "x"])
+    ys = page.evaluate(MODEL_DATA_JS, [ids["tree_src"], "y"])
+    assert xs and ys, "tree source not found in the browser's bokeh documents"
+    assert page.evaluate(MODEL_DATA_JS, [ids["map_linked"], "l"]) == []
+    pt = page.evaluate(POINT_JS, [ids["tree_fig"], xs[0], ys[0]])
+    assert pt is not None, "tree figure view not found"
+    page.mouse.move(pt[0], pt[1])
+    page.wait_for_function(f"() => ({MODEL_DATA_JS})({json.dumps([ids['map_linked'], 'l'])})"
+                           ".length > 0", timeout=5_000)
+    page.mouse.move(5, 5)
