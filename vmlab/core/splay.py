@@ -28,6 +28,9 @@ from .entries import HEADER, NULL
 if TYPE_CHECKING:
     from .vm_map import VmMap
 
+#: A column of the entry table as the hot paths see it (a memoryview, indexed by slot).
+Cols = memoryview
+
 __all__: list[str] = []  # internal module: the public API is in vm_map.py
 
 H = HEADER
@@ -184,31 +187,43 @@ def splay_split(m: VmMap, addr: int, length: int) -> tuple[int, int, int]:
     S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     left = right = H
     root = m.root
-    while root != NULL and MF[root] >= length:
+    # Each column read is a memoryview index (~20 ns): the step bodies below read every field
+    # once (mfy = y->max_free) and keep C's order of tests.
+    while root != NULL:
+        max_free = MF[root]
+        if max_free < length:
+            break
         if addr < S[root]:
             # SPLAY_LEFT_STEP(root, y, left, right, y->max_free >= length && addr < y->start)
             y = L[root]
-            max_free = MF[root]
-            if max_free and max_free - 1 < (MF[y] if y != left else S[root] - E[left]):
+            if y != left:
+                mfy = MF[y]
+                # max_free - 1 < vm_map_entry_max_free_left(root, left) (unsigned: 0 - 1 wraps)
+                if max_free and max_free - 1 < mfy:
+                    r = R[root]
+                    max_free = MF[r] if r != right else S[right] - E[root]
+                if mfy >= length and addr < S[y]:
+                    # Rotate right and make y root.
+                    z = R[y]
+                    if z != root:
+                        L[root] = z
+                        R[y] = root
+                        if max_free < mfy:
+                            mz = MF[z]
+                            if mz > max_free:
+                                max_free = mz
+                            MF[root] = max_free
+                    elif max_free < mfy:
+                        g = S[root] - E[y]
+                        if g > max_free:
+                            max_free = g
+                        MF[root] = max_free
+                    root = y
+                    y = L[root]
+            elif max_free and max_free - 1 < S[root] - E[left]:
                 r = R[root]
                 max_free = MF[r] if r != right else S[right] - E[root]
-            if y != left and MF[y] >= length and addr < S[y]:
-                z = R[y]
-                if z != root:
-                    L[root] = z
-                    R[y] = root
-                    if max_free < MF[y]:
-                        mz = MF[z]
-                        if mz > max_free:
-                            max_free = mz
-                        MF[root] = max_free
-                elif max_free < MF[y]:
-                    g = S[root] - E[y]
-                    if g > max_free:
-                        max_free = g
-                    MF[root] = max_free
-                root = y
-                y = L[root]
+            # Copy right->max_free.  Put root on rlist.
             MF[root] = max_free
             L[root] = right
             right = root
@@ -216,27 +231,33 @@ def splay_split(m: VmMap, addr: int, length: int) -> tuple[int, int, int]:
         elif addr >= E[root]:
             # SPLAY_RIGHT_STEP(root, y, left, right, y->max_free >= length && addr >= y->end)
             y = R[root]
-            max_free = MF[root]
-            if max_free and max_free - 1 < (MF[y] if y != right else S[right] - E[root]):
+            if y != right:
+                mfy = MF[y]
+                if max_free and max_free - 1 < mfy:
+                    lft = L[root]
+                    max_free = MF[lft] if lft != left else S[root] - E[left]
+                if mfy >= length and addr >= E[y]:
+                    # Rotate left and make y root.
+                    z = L[y]
+                    if z != root:
+                        R[root] = z
+                        L[y] = root
+                        if max_free < mfy:
+                            mz = MF[z]
+                            if mz > max_free:
+                                max_free = mz
+                            MF[root] = max_free
+                    elif max_free < mfy:
+                        g = S[y] - E[root]
+                        if g > max_free:
+                            max_free = g
+                        MF[root] = max_free
+                    root = y
+                    y = R[root]
+            elif max_free and max_free - 1 < S[right] - E[root]:
                 lft = L[root]
                 max_free = MF[lft] if lft != left else S[root] - E[left]
-            if y != right and MF[y] >= length and addr >= E[y]:
-                z = L[y]
-                if z != root:
-                    R[root] = z
-                    L[y] = root
-                    if max_free < MF[y]:
-                        mz = MF[z]
-                        if mz > max_free:
-                            max_free = mz
-                        MF[root] = max_free
-                elif max_free < MF[y]:
-                    g = S[y] - E[root]
-                    if g > max_free:
-                        max_free = g
-                    MF[root] = max_free
-                root = y
-                y = R[root]
+            # Copy left->max_free.  Put root on llist.
             MF[root] = max_free
             R[root] = left
             left = root
@@ -291,148 +312,258 @@ def _splay_split_traced(m: VmMap, addr: int, length: int) -> tuple[int, int, int
 def splay_findnext(m: VmMap, root: int, rlist: int) -> int:
     """vm_map_splay_findnext: splay root's right subtree so its least node (root's successor)
     ends up at the head of rlist."""
+    t = m._t
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     right = rlist
-    hi = m._t.right[root]
+    hi = R[root]
     if hi == right:
         return rlist
+    if m._trace is not None:
+        while hi != NULL:
+            hi, right = _left_step(m, hi, root, right, T_TRUE, 0, 0)
+        return right
     while hi != NULL:
-        hi, right = _left_step(m, hi, root, right, T_TRUE, 0, 0)
+        # SPLAY_LEFT_STEP(hi, y, root, right, true)
+        y = L[hi]
+        max_free = MF[hi]
+        if y != root:
+            mfy = MF[y]
+            if max_free and max_free - 1 < mfy:
+                r = R[hi]
+                max_free = MF[r] if r != right else S[right] - E[hi]
+            # Rotate right and make y root.
+            z = R[y]
+            if z != hi:
+                L[hi] = z
+                R[y] = hi
+                if max_free < mfy:
+                    mz = MF[z]
+                    if mz > max_free:
+                        max_free = mz
+                    MF[hi] = max_free
+            elif max_free < mfy:
+                g = S[hi] - E[y]
+                if g > max_free:
+                    max_free = g
+                MF[hi] = max_free
+            hi = y
+            y = L[hi]
+        elif max_free and max_free - 1 < S[hi] - E[root]:
+            r = R[hi]
+            max_free = MF[r] if r != right else S[right] - E[hi]
+        MF[hi] = max_free
+        L[hi] = right
+        right = hi
+        hi = y if y != root else NULL
     return right
 
 
 def splay_findprev(m: VmMap, root: int, llist: int) -> int:
     """vm_map_splay_findprev: mirror of findnext for root's predecessor."""
+    t = m._t
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     left = llist
-    lo = m._t.left[root]
+    lo = L[root]
     if lo == left:
         return llist
+    if m._trace is not None:
+        while lo != NULL:
+            lo, left = _right_step(m, lo, left, root, T_TRUE, 0, 0)
+        return left
     while lo != NULL:
-        lo, left = _right_step(m, lo, left, root, T_TRUE, 0, 0)
+        # SPLAY_RIGHT_STEP(lo, y, left, root, true)
+        y = R[lo]
+        max_free = MF[lo]
+        if y != root:
+            mfy = MF[y]
+            if max_free and max_free - 1 < mfy:
+                lft = L[lo]
+                max_free = MF[lft] if lft != left else S[lo] - E[left]
+            # Rotate left and make y root.
+            z = L[y]
+            if z != lo:
+                R[lo] = z
+                L[y] = lo
+                if max_free < mfy:
+                    mz = MF[z]
+                    if mz > max_free:
+                        max_free = mz
+                    MF[lo] = max_free
+            elif max_free < mfy:
+                g = S[y] - E[lo]
+                if g > max_free:
+                    max_free = g
+                MF[lo] = max_free
+            lo = y
+            y = R[lo]
+        elif max_free and max_free - 1 < S[root] - E[lo]:
+            lft = L[lo]
+            max_free = MF[lft] if lft != left else S[lo] - E[left]
+        MF[lo] = max_free
+        R[lo] = left
+        left = lo
+        lo = y if y != root else NULL
     return left
 
 
-def _merge_left_walk(m: VmMap, root: int, tail: int, max_free: int, llist: int) -> int:
-    """vm_map_splay_merge_left_walk: walk back up the left spine, flipping pointers and
-    recomputing max_free."""
-    MF, R = m._t.max_free, m._t.right
+# The merge helpers take the table's columns (S, E, L, R, MF = start, end, left, right,
+# max_free) rather than the map: they run two to four times per splay, and the walks inline
+# vm_map_splay_merge_{left,right}_walk so each costs one Python call.
+
+
+def _merge_pred(S: Cols, E: Cols, L: Cols, R: Cols, MF: Cols, header: int, root: int,
+                llist: int) -> int:
+    """vm_map_splay_merge_pred: llist is known to be root's predecessor."""
+    max_free = S[root] - E[llist]
+    if llist == header:
+        L[root] = header
+        R[header] = root
+        return max_free
+    # vm_map_splay_merge_left_walk(header, root, root, max_free, llist)
+    tail = root
     while True:
         mf = MF[llist]
         if mf > max_free:
-            max_free = mf
-        MF[llist] = max_free
+            max_free = mf  # MF[llist] already holds it
+        else:
+            MF[llist] = max_free
         nxt = R[llist]
         R[llist] = tail
         tail = llist
         llist = nxt
         if llist == H:
             break
-    m._t.left[root] = tail
+    L[root] = tail
     return max_free
 
 
-def merge_pred(m: VmMap, header: int, root: int, llist: int) -> int:
-    """vm_map_splay_merge_pred: llist is known to be root's predecessor."""
-    t = m._t
-    max_free = t.start[root] - t.end[llist]
-    if llist != header:
-        max_free = _merge_left_walk(m, root, root, max_free, llist)
+def _merge_left(S: Cols, E: Cols, L: Cols, R: Cols, MF: Cols, root: int, llist: int) -> int:
+    """vm_map_splay_merge_left(header, root, llist): llist may or may not be root's
+    predecessor."""
+    tail = L[root]
+    if tail != llist:
+        max_free = MF[tail]
     else:
-        t.left[root] = header
-        t.right[header] = root
+        max_free = S[root] - E[llist]
+        tail = root
+    if llist == H:
+        return max_free
+    # vm_map_splay_merge_left_walk(header, root, tail, max_free, llist)
+    while True:
+        mf = MF[llist]
+        if mf > max_free:
+            max_free = mf  # MF[llist] already holds it
+        else:
+            MF[llist] = max_free
+        nxt = R[llist]
+        R[llist] = tail
+        tail = llist
+        llist = nxt
+        if llist == H:
+            break
+    L[root] = tail
     return max_free
 
 
-def merge_left(m: VmMap, header: int, root: int, llist: int) -> int:
-    """vm_map_splay_merge_left: llist may or may not be root's predecessor."""
-    t = m._t
-    lft = t.left[root]
-    max_free = t.max_free[lft] if lft != llist else t.start[root] - t.end[llist]
-    if llist != header:
-        max_free = _merge_left_walk(m, root, root if lft == llist else lft, max_free, llist)
-    return max_free
-
-
-def _merge_right_walk(m: VmMap, root: int, tail: int, max_free: int, rlist: int) -> int:
-    """vm_map_splay_merge_right_walk."""
-    MF, L = m._t.max_free, m._t.left
+def _merge_succ(S: Cols, E: Cols, L: Cols, R: Cols, MF: Cols, header: int, root: int,
+                rlist: int) -> int:
+    """vm_map_splay_merge_succ: rlist is known to be root's successor."""
+    max_free = S[rlist] - E[root]
+    if rlist == header:
+        R[root] = header
+        L[header] = root
+        return max_free
+    # vm_map_splay_merge_right_walk(header, root, root, max_free, rlist)
+    tail = root
     while True:
         mf = MF[rlist]
         if mf > max_free:
-            max_free = mf
-        MF[rlist] = max_free
+            max_free = mf  # MF[rlist] already holds it
+        else:
+            MF[rlist] = max_free
         nxt = L[rlist]
         L[rlist] = tail
         tail = rlist
         rlist = nxt
         if rlist == H:
             break
-    m._t.right[root] = tail
+    R[root] = tail
     return max_free
 
 
-def merge_succ(m: VmMap, header: int, root: int, rlist: int) -> int:
-    """vm_map_splay_merge_succ: rlist is known to be root's successor."""
-    t = m._t
-    max_free = t.start[rlist] - t.end[root]
-    if rlist != header:
-        max_free = _merge_right_walk(m, root, root, max_free, rlist)
+def _merge_right(S: Cols, E: Cols, L: Cols, R: Cols, MF: Cols, root: int, rlist: int) -> int:
+    """vm_map_splay_merge_right(header, root, rlist): rlist may or may not be root's
+    successor."""
+    tail = R[root]
+    if tail != rlist:
+        max_free = MF[tail]
     else:
-        t.right[root] = header
-        t.left[header] = root
-    return max_free
-
-
-def merge_right(m: VmMap, header: int, root: int, rlist: int) -> int:
-    """vm_map_splay_merge_right: rlist may or may not be root's successor."""
-    t = m._t
-    rgt = t.right[root]
-    max_free = t.max_free[rgt] if rgt != rlist else t.start[rlist] - t.end[root]
-    if rlist != header:
-        max_free = _merge_right_walk(m, root, root if rgt == rlist else rgt, max_free, rlist)
+        max_free = S[rlist] - E[root]
+        tail = root
+    if rlist == H:
+        return max_free
+    # vm_map_splay_merge_right_walk(header, root, tail, max_free, rlist)
+    while True:
+        mf = MF[rlist]
+        if mf > max_free:
+            max_free = mf  # MF[rlist] already holds it
+        else:
+            MF[rlist] = max_free
+        nxt = L[rlist]
+        L[rlist] = tail
+        tail = rlist
+        rlist = nxt
+        if rlist == H:
+            break
+    R[root] = tail
     return max_free
 
 
 def _done(m: VmMap, root: int, why: str) -> None:
+    """The tree is whole again (traced runs only: the fast paths just set m.root)."""
     m.root = root
-    if m._trace is not None:
-        m._trace.mark_dirty(m)
-        t = m._t
-        if root == NULL:
-            _rec(m, "splay_done", f"{why}: the tree is now empty.", root=NULL, max_free=0)
-        else:
-            _rec(
-                m,
-                "splay_done",
-                f"{why}: entry #{root} [{t.start[root]:#x}, {t.end[root]:#x}) is the new root "
-                f"(max_free {t.max_free[root]:#x}).",
-                root=root,
-                max_free=t.max_free[root],
-            )
+    m._trace.mark_dirty(m)  # type: ignore[union-attr]
+    t = m._t
+    if root == NULL:
+        _rec(m, "splay_done", f"{why}: the tree is now empty.", root=NULL, max_free=0)
+    else:
+        _rec(
+            m,
+            "splay_done",
+            f"{why}: entry #{root} [{t.start[root]:#x}, {t.end[root]:#x}) is the new root "
+            f"(max_free {t.max_free[root]:#x}).",
+            root=root,
+            max_free=t.max_free[root],
+        )
 
 
 def vm_map_splay(m: VmMap, addr: int) -> int:
     """vm_map_splay: make the entry containing addr (else a neighbour, lower if possible) the
     root. Returns the new root, NULL for an empty map."""
+    t = m._t
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     root, llist, rlist = splay_split(m, addr, 0)
     if root != NULL:
-        mfl = merge_left(m, H, root, llist)
-        mfr = merge_right(m, H, root, rlist)
+        mfl = _merge_left(S, E, L, R, MF, root, llist)
+        mfr = _merge_right(S, E, L, R, MF, root, rlist)
     elif llist != H:
         # Recover the greatest node in the left subtree and make it the root.
         root = llist
-        llist = m._t.right[root]
-        mfl = merge_left(m, H, root, llist)
-        mfr = merge_succ(m, H, root, rlist)
+        llist = R[root]
+        mfl = _merge_left(S, E, L, R, MF, root, llist)
+        mfr = _merge_succ(S, E, L, R, MF, H, root, rlist)
     elif rlist != H:
         # Recover the least node in the right subtree and make it the root.
         root = rlist
-        rlist = m._t.left[root]
-        mfl = merge_pred(m, H, root, llist)
-        mfr = merge_right(m, H, root, rlist)
+        rlist = L[root]
+        mfl = _merge_pred(S, E, L, R, MF, H, root, llist)
+        mfr = _merge_right(S, E, L, R, MF, root, rlist)
     else:
         return NULL
-    m._t.max_free[root] = max(mfl, mfr)
-    _done(m, root, f"Splay for {addr:#x} done")
+    MF[root] = mfl if mfl > mfr else mfr
+    m.root = root
+    if m._trace is not None:
+        _done(m, root, f"Splay for {addr:#x} done")
     return root
 
 
@@ -440,13 +571,13 @@ def entry_link(m: VmMap, entry: int) -> None:
     """vm_map_entry_link: insert entry and make it the root. When entry is a clip clone
     (same start or same end as an existing entry) the existing entry is trimmed here."""
     t = m._t
-    S, E = t.start, t.end
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     m.nentries += 1
     root, llist, rlist = splay_split(m, S[entry], 0)
     if root == NULL:
         # The new entry does not overlap any existing entry: it becomes the new root.
-        mfl = merge_pred(m, H, entry, llist)
-        mfr = merge_succ(m, H, entry, rlist)
+        mfl = _merge_pred(S, E, L, R, MF, H, entry, llist)
+        mfr = _merge_succ(S, E, L, R, MF, H, entry, rlist)
     elif S[entry] == S[root]:
         # Clone of root with only end changed (clip_start): root shrinks to abut it and becomes
         # the new root's right child.
@@ -455,9 +586,12 @@ def entry_link(m: VmMap, entry: int) -> None:
         llist = splay_findprev(m, root, llist)
         t.offset[root] = t.offset[root] + E[entry] - S[root]
         S[root] = E[entry]
-        mfl = merge_pred(m, H, entry, llist)
-        mfr = max(merge_pred(m, entry, root, entry), merge_right(m, H, root, rlist))
-        t.max_free[root] = mfr
+        mfl = _merge_pred(S, E, L, R, MF, H, entry, llist)
+        mfr = max(
+            _merge_pred(S, E, L, R, MF, entry, root, entry),
+            _merge_right(S, E, L, R, MF, root, rlist),
+        )
+        MF[root] = mfr
     else:
         # Clone of root with only start changed (clip_end): root shrinks and becomes the new
         # root's left child.
@@ -466,54 +600,67 @@ def entry_link(m: VmMap, entry: int) -> None:
         rlist = splay_findnext(m, root, rlist)
         t.offset[entry] = t.offset[entry] + S[entry] - S[root]
         E[root] = S[entry]
-        mfl = max(merge_left(m, H, root, llist), merge_succ(m, entry, root, entry))
-        t.max_free[root] = mfl
-        mfr = merge_succ(m, H, entry, rlist)
-    t.max_free[entry] = max(mfl, mfr)
-    _done(m, entry, f"Linked entry #{entry}")
+        mfl = max(
+            _merge_left(S, E, L, R, MF, root, llist),
+            _merge_succ(S, E, L, R, MF, entry, root, entry),
+        )
+        MF[root] = mfl
+        mfr = _merge_succ(S, E, L, R, MF, H, entry, rlist)
+    MF[entry] = mfl if mfl > mfr else mfr
+    m.root = entry
+    if m._trace is not None:
+        _done(m, entry, f"Linked entry #{entry}")
 
 
 def entry_unlink(m: VmMap, entry: int, merge_next: bool) -> None:
     """vm_map_entry_unlink (UNLINK_MERGE_NONE / UNLINK_MERGE_NEXT). With merge_next the
     successor takes over entry's start and offset."""
     t = m._t
-    root, llist, rlist = splay_split(m, t.start[entry], 0)
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
+    root, llist, rlist = splay_split(m, S[entry], 0)
     if root == NULL:
         raise RuntimeError("vm_map_entry_unlink: unlink object not mapped")
     llist = splay_findprev(m, root, llist)
     rlist = splay_findnext(m, root, rlist)
     if merge_next:
-        t.start[rlist] = t.start[root]
+        S[rlist] = S[root]
         t.offset[rlist] = t.offset[root]
     if llist != H:
         root = llist
-        llist = t.right[root]
-        mfl = merge_left(m, H, root, llist)
-        mfr = merge_succ(m, H, root, rlist)
+        llist = R[root]
+        mfl = _merge_left(S, E, L, R, MF, root, llist)
+        mfr = _merge_succ(S, E, L, R, MF, H, root, rlist)
+        MF[root] = mfl if mfl > mfr else mfr
     elif rlist != H:
         root = rlist
-        rlist = t.left[root]
-        mfl = merge_pred(m, H, root, llist)
-        mfr = merge_right(m, H, root, rlist)
+        rlist = L[root]
+        mfl = _merge_pred(S, E, L, R, MF, H, root, llist)
+        mfr = _merge_right(S, E, L, R, MF, root, rlist)
+        MF[root] = mfl if mfl > mfr else mfr
     else:
-        t.left[H] = t.right[H] = H
+        L[H] = R[H] = H
         root = NULL
-    if root != NULL:
-        t.max_free[root] = max(mfl, mfr)
     m.nentries -= 1
-    _done(m, root, f"Unlinked entry #{entry}")
+    m.root = root
+    if m._trace is not None:
+        _done(m, root, f"Unlinked entry #{entry}")
 
 
 def entry_resize(m: VmMap, entry: int, grow: int) -> None:
     """vm_map_entry_resize: entry.end += grow (grow may be negative), fixing max_free."""
     t = m._t
-    root, llist, rlist = splay_split(m, t.start[entry], 0)
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
+    root, llist, rlist = splay_split(m, S[entry], 0)
     if root == NULL:
         raise RuntimeError("vm_map_entry_resize: resize object not mapped")
     rlist = splay_findnext(m, root, rlist)
-    t.end[entry] = t.end[entry] + grow
-    t.max_free[root] = max(merge_left(m, H, root, llist), merge_succ(m, H, root, rlist))
-    _done(m, root, f"Resized entry #{entry}")
+    E[entry] = E[entry] + grow
+    MF[root] = max(
+        _merge_left(S, E, L, R, MF, root, llist), _merge_succ(S, E, L, R, MF, H, root, rlist)
+    )
+    m.root = root
+    if m._trace is not None:
+        _done(m, root, f"Resized entry #{entry}")
 
 
 def tree_search(m: VmMap, addr: int) -> tuple[bool, int]:
@@ -555,7 +702,180 @@ def tree_search(m: VmMap, addr: int) -> tuple[bool, int]:
 
 def findspace_tree(m: VmMap, start: int, length: int, kernel_tail_quirk: bool = False) -> int:
     """The tree part of vm_map_findspace (after its range checks, on a non-empty map).
-    Returns the address found, or -1 when no gap is large enough."""
+    Returns the address found, or -1 when no gap is large enough.
+
+    Without tracing this is the fast path: vm_map.c's code with the merge walks and the
+    SPLAY_LEFT_STEP / SPLAY_RIGHT_STEP bodies of the final search inlined (a Python call per
+    tree level would cost as much as the level itself). `_findspace_tree_traced` is the same
+    walk through the step functions, recording every step; both leave the same tree."""
+    if m._trace is not None:
+        return _findspace_tree_traced(m, start, length, kernel_tail_quirk)
+    t = m._t
+    S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
+    # Split the tree at start, treating subtrees whose max_free < length as empty.
+    root, llist, rlist = splay_split(m, start, length)
+    gap_end = S[rlist]
+    if root != NULL:
+        # start is inside root: the candidate gap is the one after root.
+        start = E[root]
+        if R[root] != rlist:
+            gap_end = start
+        mfl = _merge_left(S, E, L, R, MF, root, llist)
+        mfr = _merge_right(S, E, L, R, MF, root, rlist)
+    elif rlist != H:
+        root = rlist
+        rlist = L[root]
+        mfl = _merge_pred(S, E, L, R, MF, H, root, llist)
+        mfr = _merge_right(S, E, L, R, MF, root, rlist)
+    else:
+        root = llist
+        llist = R[root]
+        mfl = _merge_left(S, E, L, R, MF, root, llist)
+        mfr = _merge_succ(S, E, L, R, MF, H, root, rlist)
+    MF[root] = mfl if mfl > mfr else mfr
+    m.root = root
+    if length <= gap_end - start:
+        return start
+    # With max_free, can immediately tell if no solution.
+    r = R[root]
+    if r == H:
+        # vmlab's first-fit difference from vm_map.c: see _findspace_tree_traced.
+        if not kernel_tail_quirk and length <= S[H] - E[root]:
+            return E[root]
+        return -1
+    if length > MF[r]:
+        return -1
+    # Splay for the least large-enough gap in the right subtree:
+    #   for (left_length = 0;; left_length = vm_map_entry_max_free_left(root, llist))
+    # left_max always holds vm_map_entry_max_free_left(root, llist); go_left is C's
+    # "length <= left_length" (left_length starts at 0, so the first step goes right).
+    llist = rlist = H
+    lft = L[root]
+    left_max = MF[lft] if lft != llist else S[root] - E[llist]
+    go_left = length <= 0
+    while True:
+        max_free = MF[root]
+        if go_left:
+            # SPLAY_LEFT_STEP(root, y, llist, rlist,
+            #     length <= vm_map_entry_max_free_left(y, llist))
+            y = L[root]
+            if max_free and max_free - 1 < left_max:
+                r = R[root]
+                max_free = MF[r] if r != rlist else S[rlist] - E[root]
+            if y == llist:
+                MF[root] = max_free
+                L[root] = rlist
+                rlist = root
+                break
+            yl = L[y]
+            y_left_max = MF[yl] if yl != llist else S[y] - E[llist]
+            if length <= y_left_max:
+                # Rotate right and make y root.
+                z = R[y]
+                mfy = MF[y]
+                if z != root:
+                    L[root] = z
+                    R[y] = root
+                    if max_free < mfy:
+                        mz = MF[z]
+                        if mz > max_free:
+                            max_free = mz
+                        MF[root] = max_free
+                elif max_free < mfy:
+                    g = S[root] - E[y]
+                    if g > max_free:
+                        max_free = g
+                    MF[root] = max_free
+                root = y
+                y = yl
+                MF[root] = max_free
+                L[root] = rlist
+                rlist = root
+                if y == llist:
+                    break
+                root = y
+                lft = L[root]
+                left_max = MF[lft] if lft != llist else S[root] - E[llist]
+            else:
+                # No rotation: y becomes root, llist is unchanged, so its left max_free is
+                # the one just computed.
+                MF[root] = max_free
+                L[root] = rlist
+                rlist = root
+                root = y
+                left_max = y_left_max
+        else:
+            # SPLAY_RIGHT_STEP(root, y, llist, rlist,
+            #     length > vm_map_entry_max_free_left(y, root))
+            y = R[root]
+            if y != rlist:
+                if max_free and max_free - 1 < MF[y]:
+                    max_free = left_max
+            elif max_free and max_free - 1 < S[rlist] - E[root]:
+                max_free = left_max
+            if y == rlist:
+                MF[root] = max_free
+                R[root] = llist
+                llist = root
+                break
+            yl = L[y]
+            y_left_max = MF[yl] if yl != root else S[y] - E[root]
+            if length > y_left_max:
+                # Rotate left and make y root.
+                mfy = MF[y]
+                if yl != root:
+                    R[root] = yl
+                    L[y] = root
+                    if max_free < mfy:
+                        mz = MF[yl]
+                        if mz > max_free:
+                            max_free = mz
+                        MF[root] = max_free
+                elif max_free < mfy:
+                    g = S[y] - E[root]
+                    if g > max_free:
+                        max_free = g
+                    MF[root] = max_free
+                root = y
+                y = R[root]
+                MF[root] = max_free
+                R[root] = llist
+                llist = root
+                if y == rlist:
+                    break
+                root = y
+                lft = L[root]
+                left_max = MF[lft] if lft != llist else S[root] - E[llist]
+            else:
+                # No rotation: y becomes root with llist = the old root, whose left max_free
+                # (y's left subtree, or the gap after the old root) was just computed.
+                MF[root] = max_free
+                R[root] = llist
+                llist = root
+                root = y
+                left_max = y_left_max
+        go_left = length <= left_max
+    root = llist
+    llist = R[root]
+    mfl = _merge_left(S, E, L, R, MF, root, llist)
+    if rlist == H:
+        mfr = _merge_succ(S, E, L, R, MF, H, root, rlist)
+        MF[root] = mfl if mfl > mfr else mfr
+    else:
+        y = rlist
+        rlist = L[y]
+        a = _merge_pred(S, E, L, R, MF, root, y, root)
+        b = _merge_right(S, E, L, R, MF, y, rlist)
+        MF[y] = a if a > b else b
+        MF[root] = mfl if mfl > MF[y] else MF[y]
+    m.root = root
+    return E[root]
+
+
+def _findspace_tree_traced(
+    m: VmMap, start: int, length: int, kernel_tail_quirk: bool = False
+) -> int:
+    """findspace_tree through the step functions, recording every step."""
     t = m._t
     S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     tr = m._trace
@@ -565,18 +885,18 @@ def findspace_tree(m: VmMap, start: int, length: int, kernel_tail_quirk: bool = 
         start = E[root]
         if R[root] != rlist:
             gap_end = start
-        mfl = merge_left(m, H, root, llist)
-        mfr = merge_right(m, H, root, rlist)
+        mfl = _merge_left(S, E, L, R, MF, root, llist)
+        mfr = _merge_right(S, E, L, R, MF, root, rlist)
     elif rlist != H:
         root = rlist
         rlist = L[root]
-        mfl = merge_pred(m, H, root, llist)
-        mfr = merge_right(m, H, root, rlist)
+        mfl = _merge_pred(S, E, L, R, MF, H, root, llist)
+        mfr = _merge_right(S, E, L, R, MF, root, rlist)
     else:
         root = llist
         llist = R[root]
-        mfl = merge_left(m, H, root, llist)
-        mfr = merge_succ(m, H, root, rlist)
+        mfl = _merge_left(S, E, L, R, MF, root, llist)
+        mfr = _merge_succ(S, E, L, R, MF, H, root, rlist)
     MF[root] = max(mfl, mfr)
     _done(m, root, f"Splay for start {start:#x} done")
     fits = length <= gap_end - start
@@ -639,13 +959,15 @@ def findspace_tree(m: VmMap, start: int, length: int, kernel_tail_quirk: bool = 
         left_length = MF[lft] if lft != llist else S[root] - E[llist]
     root = llist
     llist = R[root]
-    mfl = merge_left(m, H, root, llist)
+    mfl = _merge_left(S, E, L, R, MF, root, llist)
     if rlist == H:
-        MF[root] = max(mfl, merge_succ(m, H, root, rlist))
+        MF[root] = max(mfl, _merge_succ(S, E, L, R, MF, H, root, rlist))
     else:
         y = rlist
         rlist = L[y]
-        MF[y] = max(merge_pred(m, root, y, root), merge_right(m, H, y, rlist))
+        MF[y] = max(
+            _merge_pred(S, E, L, R, MF, root, y, root), _merge_right(S, E, L, R, MF, y, rlist)
+        )
         MF[root] = max(mfl, MF[y])
     _done(m, root, "Splay for the lowest large-enough gap done")
     if tr is not None:

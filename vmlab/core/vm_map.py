@@ -128,6 +128,8 @@ class VmMapInconsistent(AssertionError):
 
 def _u64(name: str, v: Any) -> int:
     """A vm_offset_t / vm_size_t argument: an integer in [0, 2**64)."""
+    if type(v) is int and 0 <= v <= M64:  # the common case, checked first (bool is not int)
+        return v
     if isinstance(v, bool):
         raise TypeError(f"{name} must be an integer address or size, not a bool")
     try:
@@ -140,6 +142,8 @@ def _u64(name: str, v: Any) -> int:
 
 
 def _int(name: str, v: Any, bits: int) -> int:
+    if type(v) is int and 0 <= v < (1 << bits):  # the common case (bool is not int)
+        return v
     if isinstance(v, bool):
         raise TypeError(f"{name} must be an integer, not a bool")
     try:
@@ -746,8 +750,9 @@ def _insert(
 ) -> KERN:
     """The body of vm_map_insert (argument checks done)."""
     t = map._t
-    _call(map, "vm_map_insert", object=None if object is None else f"#{object.id}",
-          offset=offset, start=start, end=end, prot=prot, max=max, cow=cow)
+    if map._trace is not None:
+        _call(map, "vm_map_insert", object=None if object is None else f"#{object.id}",
+              offset=offset, start=start, end=end, prot=prot, max=max, cow=cow)
 
     def fail(rv: KERN, why: str) -> KERN:
         return _ret(map, "vm_map_insert", rv, why=_INSERT_WHY[why])
@@ -919,8 +924,11 @@ def vm_map_pmap_enter(
 
 
 def _findspace(map: VmMap, start: int, length: int) -> int:
-    mx = vm_map_max(map)
-    start = start if start > vm_map_min(map) else vm_map_min(map)
+    t = map._t
+    mx = t.start[HEADER]  # vm_map_max(map)
+    lo = t.end[HEADER]  # vm_map_min(map)
+    if start < lo:
+        start = lo
     if start >= mx or length > mx - start:
         return (mx - length + 1) & M64
     if map.root == NULL:
@@ -955,7 +963,8 @@ def vm_map_findspace(map: VmMap, start: int, length: int) -> int:
     vm_map_assert_locked(map, "vm_map_findspace")
     start = _u64("start", start)
     length = _u64("length", length)
-    _call(map, "vm_map_findspace", start=start, length=length)
+    if map._trace is not None:
+        _call(map, "vm_map_findspace", start=start, length=length)
     r = _findspace(map, start, length)
     if map._trace is not None:
         ok = r + length <= vm_map_max(map)
@@ -1242,7 +1251,8 @@ def vm_map_delete(map: VmMap, start: int, end: int) -> KERN:
     vm_map_assert_locked(map, "vm_map_delete")
     start = _u64("start", start)
     end = _u64("end", end)
-    _call(map, "vm_map_delete", start=start, end=end)
+    if map._trace is not None:
+        _call(map, "vm_map_delete", start=start, end=end)
     if end < start:
         raise ValueError(f"vm_map_delete: end {end:#x} is below start {start:#x}")
     rv = _delete(map, start, end)
