@@ -197,18 +197,21 @@ class StackView(DiagramView):
                             color="white", align="center", tag="size")
                 labels.append((s, ""))
         labels.append((q.hi, "top"))
-        # address labels under the band, alternating rows so they do not collide
-        last_x = [-1e9, -1e9]
+        # address labels under the band, on two rows so they do not collide
+        last_r = [-1e9, -1e9]
         for a, _what in sorted(set(labels)):
             xa = self.x(a)
+            text = f"{a:#x}"
+            wtxt = 5.5 * len(text)
+            al = "left" if xa < L + 40 else "right" if xa > W - 60 else "center"
+            lft = xa if al == "left" else xa - wtxt if al == "right" else xa - wtxt / 2
             for r in (0, 1):
-                if xa - last_x[r] > 92:
+                if lft > last_r[r] + 8:
                     y = BAND_B + 12 + 13 * r
                     sc.line(xa, BAND_B, xa, y - 5, color=theme.CARD_BORDER, lw=1, tag="tick")
-                    al = "left" if xa < L + 40 else "right" if xa > W - 60 else "center"
-                    sc.text(xa, y, f"{a:#x}", size=9, mono=True, color=theme.TEXT_MUTED,
-                            align=al, tag="tick")
-                    last_x[r] = xa
+                    sc.text(xa, y, text, size=9, mono=True, color=theme.TEXT_MUTED, align=al,
+                            tag="tick")
+                    last_r[r] = lft + wtxt
                     break
         # RLIMIT_STACK line: the main stack may not reach below hi - rlimit
         if q.main and q.hi - q.rlimit_stack > q.lo:
@@ -246,6 +249,11 @@ class StackView(DiagramView):
             half = 2.9 * len(why) + 6
             sc.text(min(max((x0 + x1) / 2, 12 + half), W - 12 - half), y + 12, why, size=10,
                     color=theme.NEW_ENTRY, align="center", bold=True, tag="bracket")
+        elif g is None:
+            sc.text(W / 2, y + 6, "growth = round_page(stack.start − fault address), rounded up "
+                    f"to sgrowsiz ({theme.fmt_size(q.sgrowsiz)}), capped by the gap less its "
+                    "guard" + (" and by RLIMIT_STACK" if q.main else ""), size=10, italic=True,
+                    color=theme.TEXT_MUTED, align="center", tag="bracket")
         # outcome callout
         y += 32
         lines, color = self._outcome(trace, i, g)
@@ -279,26 +287,21 @@ class StackView(DiagramView):
 def _stack_region(vm: Any, addr: int) -> tuple[int, int, bool]:
     """[lo, hi) of the stack whose gap (or stack entries) holds ``addr``: the main stack by
     default; a MAP_STACK stack when ``addr`` is in its gap or its entries."""
-    from vmlab.core import vm_map_lookup_entry
-
-    m = vm.vm_map
     main = (int(vm.vm_maxsaddr), int(vm.vm_stacktop))
-    if main[0] <= addr < main[1] or main[0] == main[1]:
+    if main[0] <= addr < main[1] or main[0] >= main[1]:
         return main[0], main[1], main[0] < main[1]
-    found, e = vm_map_lookup_entry(m, addr)
-    if not found or not int(e.eflags) & (STACK_GAP_DN | GROWS_DOWN):
+    ents = list(vm.vm_map.entries())
+    k = next((j for j, e in enumerate(ents) if e.start <= addr < e.end), None)
+    if k is None or not int(ents[k].eflags) & (STACK_GAP_DN | GROWS_DOWN):
         return main[0], main[1], True
-    while int(e.eflags) & GROWS_DOWN:  # walk down to the gap
-        prev = [x for x in m.entries() if x.end == e.start]
-        if not prev:
+    while k > 0 and int(ents[k].eflags) & GROWS_DOWN and ents[k - 1].end == ents[k].start:
+        k -= 1  # down to the gap
+    lo, hi = ents[k].start, ents[k].end
+    for e in ents[k + 1:]:
+        if e.start != hi or not int(e.eflags) & GROWS_DOWN:
             break
-        e = prev[0]
-    lo = e.start
-    hi = e.end
-    for x in m.entries():
-        if x.start == hi and int(x.eflags) & GROWS_DOWN:
-            hi = x.end
-    return lo, hi, False
+        hi = e.end
+    return int(lo), int(hi), False
 
 
 class StackGrowth(TracedAnimation):
