@@ -19,6 +19,8 @@ TOPICS: dict[str, str] = {
     "find": "vm_map_find with find_space modes, alignment, max_addr and anon clustering",
     "fork": "what each entry becomes in the child of vmspace_fork, by inheritance",
     "walk": "x86-64 page-walk indices of an address, and the PA or the #PF error code",
+    "prefault": "which neighbours of a faulting page vm_fault_prefault maps (or none)",
+    "stack": "vm_map_growstack's KERN code and the stack size after a store below the stack",
 }
 
 
