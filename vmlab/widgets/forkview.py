@@ -34,6 +34,7 @@ PX, OX0, OX1, CX = 12, 318, 542, 576  # parent x, object column, child x
 EW = 272  # entry row width
 ROW_H, ROW_GAP, OBJ_H = 32, 6, 40
 TOP = 56
+MAX_ROWS = 24  # more address ranges than this: the least interesting are folded away
 
 
 def parse_writes(v: Any, *, what: str = "writes") -> list[tuple[str, int]]:
@@ -76,6 +77,23 @@ class ForkDiagram(DiagramView):
     def _prepare(self, trace: Any) -> None:
         self._key = id(trace)
         self._procs = process_states(trace, with_index=True)
+        self.shown_ranges = self._pick_rows(trace)
+
+    def _pick_rows(self, trace: Any) -> set[tuple[int, int]] | None:
+        """The ranges drawn when the maps have more than MAX_ROWS: first those a fault or a
+        write touches, then those with an object, then the rest, in address order."""
+        allr: dict[tuple[int, int], int] = {}
+        faults = [int(s.data["va"]) for s in trace.steps if s.kind == "fault"]
+        snaps = {id(v[1]): v[1] for st in self._procs for v in st.values()}
+        for snap in snaps.values():
+            for row in snap.map.entries:
+                k = (int(row["start"]), int(row["end"]))
+                pri = 0 if any(k[0] <= va < k[1] for va in faults) else (
+                    1 if int(row["object"]) >= 0 else 2)
+                allr[k] = min(pri, allr.get(k, 3))
+        if len(allr) <= MAX_ROWS:
+            return None
+        return set(sorted(allr, key=lambda k: (allr[k], k))[:MAX_ROWS])
 
     def scene(self, trace: Any, i: int) -> Scene:
         if self._key != id(trace):
@@ -108,6 +126,10 @@ class ForkDiagram(DiagramView):
             for row in snap.map.entries:
                 key = (int(row["start"]), int(row["end"]))
                 ranges.setdefault(key, {})[side] = row
+        hidden = 0
+        if self.shown_ranges is not None:
+            hidden = sum(k not in self.shown_ranges for k in ranges)
+            ranges = {k: v for k, v in ranges.items() if k in self.shown_ranges}
         keys = sorted(ranges)
         row_y = {k: TOP + n * (ROW_H + ROW_GAP) for n, k in enumerate(keys)}
         # highlight targets
@@ -208,8 +230,12 @@ class ForkDiagram(DiagramView):
         # object boxes
         for oid, y in obj_y.items():
             self._object(sc, objects[oid], y, oid in hl_objs)
-        # step callout
         y = bottom + 14
+        if hidden:
+            sc.text(PX, y + 4, f"⋯ {hidden} more address range(s) not shown (no fault, no "
+                    "object yet)", size=10, italic=True,
+                    color=theme.TEXT_MUTED, tag="hidden")
+            y += 18
         sc.text(PX, y + 6, "links:", size=10, bold=True, tag="legend")
         x = PX + 40
         for label, color, dash in (("maps (copy)", theme.TEXT_MUTED, "solid"),
