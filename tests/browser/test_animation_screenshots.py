@@ -14,11 +14,12 @@ import json
 
 import nbformat
 import pytest
-from vmlab_browser import PLAYER, STEP_FORWARD, WIDGET_OUTPUT, open_and_run, save_screenshot
+from vmlab_browser import PLAYER, STEP_FORWARD, open_and_run, save_screenshot
 
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = "_animation_screenshots.ipynb"
+OUTPUT = ".jp-OutputArea-output"  # a cell's last output is its widget (BokehJS comes first)
 
 SETUP = """\
 from vmlab.core import *
@@ -31,19 +32,21 @@ for s, e, p in [(0x10000, 0x14000, VM_PROT.RW), (0x20000, 0x21000, VM_PROT.READ)
                 (0x200000, 0x210000, VM_PROT.READ), (0x600000, 0x602000, VM_PROT.RW)]:
     assert vm_map_insert(m, None, 0, s, e, p, VM_PROT.ALL, 0) == KERN.SUCCESS
 vm_map_unlock(m)
-vm = exec_image(name="/bin/sh")
+vm = exec_image(name="/bin/sh")    # stack growth, then fork
+vm2 = exec_image(name="/bin/sh")   # a text-page fault (prefault), then a walk that succeeds
 """
 
-#: (screenshot name, code that displays the animation, steps forward before the picture)
+#: (screenshot name, code that displays the animation, the step (1-based) to photograph:
+#: the player is stepped forward with its ▶ button, then sent there with its "step" box)
 ANIMATIONS: list[tuple[str, str, int]] = [
-    ("insert_find", 'find = Find(m, 0, 0x3000, "aligned(16)")\nfind', 6),
-    ("gap_search", "gaps = GapSearch(m, 0x11000, 0x8000)\ngaps", 4),
-    ("stack_growth", "stack = StackGrowth(vm)\nstack", 6),
-    ("fork", "fork_ = ForkView(vm)\nfork_", 6),
-    ("prefault", "pf = PrefaultStrip(vm)\npf", 4),
-    ("page_walk", "walk = PageWalk(vm)\nwalk", 1),
+    ("insert_find", 'find = Find(m, 0, 0x3000, "aligned(16)")\nfind', 35),
+    ("gap_search", "gaps = GapSearch(m, 0x11000, 0x8000)\ngaps", 8),
+    ("stack_growth", "stack = StackGrowth(vm)\nstack", 24),
+    ("fork", "fork_ = ForkView(vm)\nfork_", 38),
+    ("prefault", "pf = PrefaultStrip(vm2, 0x202000)\npf", 36),
+    ("page_walk", "walk = PageWalk(vm2, 0x203000)\nwalk", 5),
     ("overview", "Overview(m)", 0),
-    ("lock_view", "locks = LockTimeline(m)\nlocks", 3),
+    ("lock_view", "locks = LockTimeline(m)\nlocks", 4),
 ]
 
 #: The ids the linking check needs: the tree's and the map's bokeh figures and sources.
@@ -90,14 +93,22 @@ def make_notebook() -> nbformat.NotebookNode:
     return nb
 
 
-def _step_forward(page, output, n: int) -> None:
+def _go_to_step(page, output, target: int) -> None:
+    """Two clicks on ▶ (each must show the next step), then the "step" box to ``target``."""
     player = output.locator(PLAYER).first
-    for k in range(n):
+    for k in range(min(2, target - 1)):
         before = player.inner_text()
         player.locator(STEP_FORWARD).first.click()
         page.wait_for_function("([el, t]) => el.innerText !== t",
                                arg=[player.element_handle(), before], timeout=15_000)
         assert f"Step {k + 2} of" in player.inner_text()
+    if target > 3:
+        box = player.locator(".vmlab-jump input")
+        box.fill(str(target))
+        box.press("Enter")
+        page.wait_for_function("([el, t]) => el.innerText.includes(t)",
+                               arg=[player.element_handle(), f"Step {target} of"],
+                               timeout=15_000)
 
 
 def test_animation_screenshots_and_linking(lab, page) -> None:
@@ -106,18 +117,17 @@ def test_animation_screenshots_and_linking(lab, page) -> None:
     cells = page.locator(".jp-Notebook .jp-CodeCell")
     assert cells.count() == len(ANIMATIONS) + 2
     for k, (name, _code, steps) in enumerate(ANIMATIONS, start=1):
-        output = cells.nth(k).locator(WIDGET_OUTPUT).first
+        output = cells.nth(k).locator(OUTPUT).last
         output.scroll_into_view_if_needed()
         if steps:
-            _step_forward(page, output, steps)
+            _go_to_step(page, output, steps)
         page.wait_for_timeout(400)  # let bokeh repaint after the last patch
         shot = save_screenshot(page, f"anim_{name}", output)
         assert shot.stat().st_size > 5_000, f"{name}: screenshot looks empty"
 
     # Linked highlighting: hover a splay-tree node, the map view outlines the same entry.
-    ids = json.loads(cells.nth(len(ANIMATIONS) + 1).locator(".jp-OutputArea-output")
-                     .first.inner_text())
-    gaps_out = cells.nth(2).locator(WIDGET_OUTPUT).first
+    ids = json.loads(cells.nth(len(ANIMATIONS) + 1).locator(OUTPUT).last.inner_text())
+    gaps_out = cells.nth(2).locator(OUTPUT).last
     gaps_out.scroll_into_view_if_needed()
     xs = page.evaluate(MODEL_DATA_JS, [ids["tree_src"], "x"])
     ys = page.evaluate(MODEL_DATA_JS, [ids["tree_src"], "y"])

@@ -110,6 +110,16 @@ class Field:
         return "" if v is None else str(v)
 
 
+def fit_width(f: Field) -> str:
+    """``f.width``, widened so the label and the initial value show whole (no clipped
+    "aligned(16)"): ≈ 7.5 px per label character, 8.5 px per value character, plus padding."""
+    want = round(7.5 * len(f.label) + 8.5 * max(len(f.shown()), 6) + 34)
+    m = re.fullmatch(r"(\d+)px", f.width.strip())
+    if m is None:
+        return f.width
+    return f"{max(int(m.group(1)), min(want, 860))}px"
+
+
 class Form(W.VBox):
     """Text boxes for ``fields`` + a Run button + an inline error line."""
 
@@ -118,7 +128,7 @@ class Form(W.VBox):
         self.boxes: dict[str, W.Text] = {}
         for f in fields:
             box = W.Text(value=f.shown(), description=f.label, continuous_update=False,
-                         layout=W.Layout(width=f.width),
+                         layout=W.Layout(width=fit_width(f)),
                          style={"description_width": "initial"})
             box.add_class(f"vmlab-input-{f.name}")
             self.boxes[f.name] = box

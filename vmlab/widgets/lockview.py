@@ -84,6 +84,10 @@ class LockView:
                     toolbar_location=None)
         theme.style_figure(ts, title="map.timestamp")
         ts.xaxis.axis_label = "step"
+        # steps and timestamps are integers: never a 6.5 tick, whatever the zoom
+        ts.xaxis.ticker.min_interval = 1
+        ts.yaxis.ticker.min_interval = 1
+        ts.yaxis.ticker.desired_num_ticks = 4
         ts.step(x="step", y="timestamp", source=self.cells, mode="center",
                 line_color="#7c3aed", line_width=2)
         ts.scatter(x="step", y="timestamp", source=self.cells, size=4, color="#7c3aed")

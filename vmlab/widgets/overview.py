@@ -20,6 +20,7 @@ import ipywidgets as W
 import numpy as np
 from bokeh.models import (
     ColumnDataSource,
+    CustomJS,
     CustomJSHover,
     HoverTool,
     LinearColorMapper,
@@ -58,6 +59,16 @@ TYPE_COLORS: dict[str, str] = {
     "other": "#c4b5fd",
 }
 MAX_BREAK_MARKS = 2000
+#: Every entry is drawn at least this many screen pixels wide, at any zoom (a one-page entry
+#: in a 47-bit space is 10^-8 px to scale). Its tooltip still gives the true range.
+MIN_PX = 3
+
+# Hover filters: the true-size quad answers for entries at least MIN_PX wide on screen, the
+# MIN_PX marker for the narrower ones, so an entry never shows two tooltips.
+_WIDE_JS = """
+const px = (cb_data.row.r - cb_data.row.l) * fig.inner_width / (xr.end - xr.start);
+return wide ? px >= min_px : px < min_px;
+"""
 
 _SIZE_FROM_ROW = """
 const i = special_vars.index; const v = src.data.end[i] - src.data.start[i];
@@ -93,6 +104,8 @@ def overview_columns(snap: Any, scale: AddressScale,
     """(columns, path names, type names) for the overview's entry source."""
     e = snap.entries
     n = len(e)
+    # to scale, a page of a 47-bit space is 3e-8 display units: float32 would round it away
+    xdt = np.float64 if scale.mode == "linear" else np.float32
     start = e["start"].astype(np.float64)
     end = e["end"].astype(np.float64)
     eflags = e["eflags"].astype(np.uint32)
@@ -121,13 +134,14 @@ def overview_columns(snap: Any, scale: AddressScale,
         "eflags": eflags,
         "object": e["object"].astype(np.int32),
         "wired_count": e["wired_count"].astype(np.int32),
-        "l": scale.x(start).astype(np.float32) if n else np.zeros(0, np.float32),
-        "r": scale.x(end).astype(np.float32) if n else np.zeros(0, np.float32),
+        "l": scale.x(start).astype(xdt) if n else np.zeros(0, xdt),
+        "r": scale.x(end).astype(xdt) if n else np.zeros(0, xdt),
         "pcol": prot_idx.astype(np.float32) + 0.5,
         "tcol": np.array([tpos[t] for t in tnames], np.float32) + 0.5,
         "path": np.array([ppos[p] for p in pnames], np.int32),
         "type": np.array([tpos[t] for t in tnames], np.int32),
     }
+    cols["m"] = ((cols["l"] + cols["r"]) / 2).astype(xdt)
     return cols, paths, types
 
 
@@ -177,12 +191,17 @@ class AddressSpaceOverview(W.VBox):
         pmap = LinearColorMapper(palette=pal, low=0, high=len(pal))
         tpal = [TYPE_COLORS[t] for t in types] or ["#ffffff"]
         tmap = LinearColorMapper(palette=tpal, low=0, high=len(tpal))
+        pfill = {"field": "pcol", "transform": pmap}
+        tfill = {"field": "tcol", "transform": tmap}
+        # MIN_PX markers under the true-size quads: a sliver stays visible at any zoom
+        rmin = fig.rect(x="m", y=0.71, width=MIN_PX, width_units="screen", height=0.58,
+                        source=self.source, fill_color=pfill, line_color=None)
+        fig.rect(x="m", y=0.215, width=MIN_PX, width_units="screen", height=0.33,
+                 source=self.source, fill_color=tfill, line_color=None)
         r = fig.quad(left="l", right="r", bottom=0.42, top=1.0, source=self.source,
-                     fill_color={"field": "pcol", "transform": pmap},
-                     line_color={"field": "pcol", "transform": pmap})
+                     fill_color=pfill, line_color=pfill)
         fig.quad(left="l", right="r", bottom=0.05, top=0.38, source=self.source,
-                 fill_color={"field": "tcol", "transform": tmap},
-                 line_color={"field": "tcol", "transform": tmap})
+                 fill_color=tfill, line_color=tfill)
         nb = len(self.scale.breaks)
         if 0 < nb <= MAX_BREAK_MARKS:
             fig.text(x=self.scale.breaks.tolist(), y=[1.1] * nb, text=["≈"] * nb,
@@ -206,8 +225,13 @@ class AddressSpaceOverview(W.VBox):
         ]
         if any(paths):
             tips.append(("path", "@path{custom}"))
-        fig.add_tools(HoverTool(renderers=[r], tooltips=tips, formatters=fmts,
-                                point_policy="follow_mouse"))
+        for rend, wide in ((r, True), (rmin, False)):
+            keep = CustomJS(args={"fig": fig, "xr": fig.x_range, "wide": wide,
+                                  "min_px": MIN_PX}, code=_WIDE_JS)
+            fig.add_tools(HoverTool(renderers=[rend], tooltips=tips, formatters=fmts,
+                                    point_policy="follow_mouse", filters={"@l": keep},
+                                    limit=4))
+        self.entry_renderer, self.marker_renderer = r, rmin
         self.figure = fig
         self.embedded = Embedded(fig)
         legend = W.HTML(theme.legend_html(highlight=False) + _type_legend(types))
