@@ -325,7 +325,13 @@ def test_animations_are_the_widgets_b_views() -> None:
     pytest.importorskip("ipywidgets")
     import vmlab.widgets as w
 
-    a = generate("prefault", 1).animation()
+    p = generate("prefault", 1)
+    a = p.animation()
     assert isinstance(a, w.PrefaultStrip)
-    b = generate("stack", 1).animation()
+    # the widget performs the same access on its own fresh scene: same pages mapped
+    mapped = sorted(d["va"] for _k, d in a.view.cands if d["verdict"] == "mapped")
+    assert mapped == p.solve()["pages mapped by prefault"] and mapped
+    s = generate("stack", 3)
+    b = s.animation()
     assert isinstance(b, w.StackGrowth)
+    assert b.view.grow["rv"] == s.solve()["return value"]
