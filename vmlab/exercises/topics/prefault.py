@@ -313,7 +313,8 @@ def build(kind: str, npages: int, fault: int, access: str = "r", resident: list[
                        f"The pages of the mapping (REL = pages from {va:#x}):",
                        _page_table(scene, params, va)])
     question = (f"The process {'writes to' if access == 'w' else 'reads'} {va:#x} (REL 0); "
-                f"the page is not mapped, so it faults:\n    vm_fault(map, {va:#x}, "
+                f"the page is {'mapped read-only' if have else 'not mapped'}, so it faults:"
+                f"\n    vm_fault(map, {va:#x}, "
                 f"VM_PROT_{'WRITE' if access == 'w' else 'READ'})\nWhich pages does "
                 f"vm_fault_prefault map besides it? (PFBAK = {PFBAK}, PFFOR = {PFFOR}.)")
     return Problem(TOPIC, seed, params, "Which pages get prefaulted", setup, question,
