@@ -6,11 +6,13 @@ The map holds N one-page entries (alternating protections, so nothing merges) se
 one-page holes, except that every 97th hole is four pages. findspace asks for 2-4 pages from a
 random start: the first fit is the next big hole after the start, which the naive scan reaches
 by walking from the lowest entry, while vmlab descends the tree pruning subtrees by max_free.
+findspace warm repeats the findspace queries after the insert/delete phase (the tree has been
+reshaped by a few hundred splays: the amortised cost); the headline ratio is the fresh one.
 findspace_tail asks for six pages: only the gap after the last entry fits (the scan walks
 everything; vmlab's max_free answers at once).
 insert maps one page into a random one-page hole, delete removes it again.
 
-    .venv/bin/python benchmarks/bench_core.py            # 10^3 .. 10^6 (about 2-3 minutes)
+    .venv/bin/python benchmarks/bench_core.py            # 10^3 .. 10^6 (about 15-30 s)
     .venv/bin/python benchmarks/bench_core.py --quick    # 10^3 .. 10^4
 
 Prints per-operation medians (microseconds), the ratio naive / vmlab, the growth from 10^3
@@ -145,6 +147,9 @@ def bench(n: int, reps: int, naive_reps: int, rng: random.Random) -> dict[str, f
     r["delete"] = statistics.median(dels) / 1000
     r["insert_naive"] = statistics.median(nins) / 1000
     r["delete_naive"] = statistics.median(ndels) / 1000
+    # The same findspace queries again, now that ~3 * reps splays have reshaped the tree built
+    # in address order (a left path at first): the amortised cost, reported beside the fresh one.
+    r["findspace_warm"] = timed(partial(vm_map_findspace, m), starts)
     r["table_mb"] = m._t.nbytes() / 2**20
     assert m.nentries == n
     del m, naive
@@ -169,6 +174,9 @@ def main() -> None:
             growth = r[op] / results[sizes[0]][op]
             print(f"{n:>9} {op:>14} {r[op]:>10.1f} {r[op + '_naive']:>11.1f} "
                   f"{r[op + '_naive'] / r[op]:>7.1f}x {growth:>6.2f}x")
+        print(f"{n:>9} {'findspace warm':>14} {r['findspace_warm']:>10.1f} "
+              f"{r['findspace_naive']:>11.1f} {r['findspace_naive'] / r['findspace_warm']:>7.1f}x "
+              f"{r['findspace_warm'] / results[sizes[0]]['findspace_warm']:>6.2f}x")
         print(f"{n:>9} {'build':>14} {r['build_s']:>9.2f}s   map memory {r['mem_mb']:.0f} MB RSS "
               f"(entry table {r['table_mb']:.0f} MB)")
     if 10**5 in results:
