@@ -74,8 +74,9 @@ POINT_JS = """([fig, x, y]) => {
   return null;
 }"""
 
+# The newest document first: a re-sent BokehModel renders into a new document, the old stays.
 MODEL_DATA_JS = """([id, col]) => {
-  for (const doc of Bokeh.documents) {
+  for (const doc of [...Bokeh.documents].reverse()) {
     const m = doc.get_model_by_id(id);
     if (m) { const d = m.data; return Array.from(d.get ? d.get(col) : d[col]); }
   }
@@ -139,3 +140,38 @@ def test_animation_screenshots_and_linking(lab, page) -> None:
     page.wait_for_function(f"() => ({MODEL_DATA_JS})({json.dumps([ids['map_linked'], 'l'])})"
                            ".length > 0", timeout=5_000)
     page.mouse.move(5, 5)
+
+
+VOILA_NB = "_voila_first_render.ipynb"
+VOILA_CELLS = [
+    SETUP.split("vm = exec_image")[0],
+    "g = GapSearch(m, 0x11000, 0x8000)\ng",
+    # a later cell moves the player to the first gap test: the bokeh views must follow
+    'g.player.step = [s.kind for s in g.trace.steps].index("gap_check")',
+    'import json\nprint(json.dumps({"gap_hl": g.views[1].gap_hl.id, "step": g.player.step + 1}))',
+]
+
+
+def test_voila_first_render_shows_final_state(browser, page, tmp_path, monkeypatch) -> None:
+    """Voilà renders the widget state it fetches after the whole notebook ran. BokehModel's
+    state is the document as built, so without `Embedded`'s end-of-cell re-send the map would
+    show step 1 while the player says a later step (jupyter-notes.md, "Stale plot on first
+    render")."""
+    import vmlab_browser as vb
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in VOILA_CELLS]
+    nbformat.write(nb, tmp_path / VOILA_NB)
+    monkeypatch.setattr(vb, "NOTEBOOKS", tmp_path)
+    server = vb.start_voila(VOILA_NB)
+    try:
+        vb.open_voila(page, server)
+        ids = json.loads(page.get_by_text('{"gap_hl"').inner_text())
+        assert f"Step {ids['step']} of" in page.locator(PLAYER).first.inner_text()
+        # a gap_check step: one highlighted gap on the map (none at step 1)
+        assert len(page.evaluate(MODEL_DATA_JS, [ids["gap_hl"], "l"])) == 1
+        save_screenshot(page, "voila-first-render")
+    finally:
+        server.stop()

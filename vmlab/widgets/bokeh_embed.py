@@ -6,6 +6,12 @@
   boilerplate.
 - `Embedded` wraps a bokeh layout in jupyter_bokeh's ``BokehModel`` and keeps the reference
   needed by `Embedded.refresh()` (``update_from_model``), which fixes Voilà's stale first render.
+  It does so by itself: a figure changed while a cell runs (``anim.player.step = 5`` in a later
+  cell, or in the cell that built it) is re-sent whole when that cell ends (IPython's
+  ``post_run_cell``), because BokehModel's widget state is the document as it was when the
+  model was built, and Voilà (or a view created later) renders that state first; the
+  incremental patches sent before a view existed are lost. Changes made by widget callbacks
+  (the player's buttons) reach live views as patches and need no re-send.
 - `set_data` replaces a ColumnDataSource's data, or patches it when only a few rows changed.
   Never ``ColumnDataSource.stream()``: jupyter_bokeh 4.1.0 echoes streamed rows back to the
   kernel, which then holds every row twice.
@@ -13,6 +19,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -48,20 +55,71 @@ def ensure_bokeh() -> bool:
     return True
 
 
+# Embedded objects whose document changed while a cell was running (see the module doc).
+_live: weakref.WeakSet[Embedded] = weakref.WeakSet()
+_in_cell = False
+_hooks_installed = False
+
+
+def _pre_run_cell(*_args: Any) -> None:
+    global _in_cell
+    _in_cell = True
+
+
+def _post_run_cell(*_args: Any) -> None:
+    global _in_cell
+    _in_cell = False
+    for emb in list(_live):
+        if emb.stale:
+            try:
+                emb.refresh()
+            except Exception:  # noqa: BLE001 - a hook must never break the student's cell
+                emb.stale = True
+
+
+def _install_hooks() -> None:
+    """Register the cell hooks once per kernel (no-op outside IPython)."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    ip.events.register("pre_run_cell", _pre_run_cell)
+    ip.events.register("post_run_cell", _post_run_cell)
+    _hooks_installed = True
+
+
 class Embedded:
     """A bokeh layout shown through one ``BokehModel`` widget (``.widget``).
 
     Group the updates of one step in ``with emb.batch():`` so the browser receives one combined
-    patch instead of one message per source.
+    patch instead of one message per source. ``stale`` is True when the document changed during
+    the running cell since the widget state was last taken; the cell's end re-sends it.
     """
 
     def __init__(self, layout: LayoutDOM) -> None:
         ensure_bokeh()
+        from bokeh.document import Document
         from jupyter_bokeh.widgets import BokehModel
 
         self.layout = layout
         self.widget = BokehModel(layout)
         self.widget.add_class("vmlab-bokeh")
+        self.stale = False
+        doc = layout.document
+        if isinstance(doc, Document):
+            doc.on_change(self._on_doc_change)
+        _live.add(self)
+        _install_hooks()
+
+    def _on_doc_change(self, _event: Any) -> None:
+        if _in_cell:
+            self.stale = True
 
     @property
     def document(self) -> Any:
@@ -81,6 +139,7 @@ class Embedded:
 
     def refresh(self) -> None:
         """Push the whole current state again (Voilà's first render, or a reloaded page)."""
+        self.stale = False
         self.widget.update_from_model(self.layout)
 
 
