@@ -75,7 +75,7 @@ def lesson(stem: str) -> Callable[[Callable[[Book], None]], Callable[[Book], Non
 
 SETUP = '''
 from vmlab.core import *
-from vmlab.widgets import Overview, Player
+from vmlab.widgets import ForkView, Overview, PageWalk, Player, PrefaultStrip, StackGrowth
 
 HIDE = {"call", "return", "rotate", "splay_visit", "splay_done", "lock", "timestamp"}
 
@@ -84,6 +84,12 @@ def story(tr, kinds=None):
     for s in tr.steps:
         if (s.kind in kinds) if kinds else (s.kind not in HIDE):
             print(f"{s.kind:>18}  {s.text}")
+
+def from_first(anim, kind="fork_entry"):
+    """Open an animation at its first step of this kind (a fork's first steps only take the lock)."""
+    anim.player.step = next(i for i, s in enumerate(anim.trace.steps) if s.kind == kind)
+    anim.refresh()
+    return anim
 '''
 
 PTE_HELPER = '''
@@ -140,37 +146,45 @@ def tour(b: Book) -> None:
     Nothing is in memory yet: no page of `/bin/hello` has been read, and the page tables are
     empty. **Predict:** when the program reads its first text page at `0x204000`, how many
     pages will the kernel read from the disk? Only one? Write your guess down, then run the
-    next cell.
+    next two cells: the first takes the fault and animates it (press ▶ to step), the second
+    prints what happened.
     """)
     b.code("""
-    with recording(vm) as fault_trace:
-        vm_read(vm, 0x204000)
-    story(fault_trace, {"fault", "lookup", "pagein", "pmap_enter", "fault_done"})
+    fault = PrefaultStrip(vm, 0x204000, "r")
+    fault
+    """)
+    b.code("""
+    story(fault.trace, {"fault", "lookup", "pagein", "pmap_enter", "fault_done"})
     """)
     b.md("""
     The kernel read **8 pages** at once (read-ahead and read-behind, because programs tend to
     run through their text in order) and then mapped the neighbours too, *read-only*, so the
-    next instructions do not fault at all: that is `vm_fault_prefault`, lesson 08.
-    Step through the whole fault, splay tree and locks included:
+    next instructions do not fault at all: that is `vm_fault_prefault`, lesson 08. In the strip
+    above, each neighbour gets a badge with its turn (−1, +1, −2, +2, …) and its verdict.
     """)
-    b.code("Player(fault_trace)")
     b.md("""
     ## 3. One fork
 
     `fork(2)` gives the child a copy of every entry, but copies **no page**: both processes
     share the pages, write-protected, and a page is copied only when someone writes to it.
     **Predict:** after the child writes to its data page, what does the parent read there?
+    The animation forks, then lets the child write at `0x20a000`: parent on the left, child on
+    the right, the objects in the middle.
     """)
     b.code("""
     vm_write(vm, 0x20a000, "parent's data")
-    err, child = fork(vm)
-    vm_write(child, 0x20a000, "child's data")
+    forked = from_first(ForkView(vm, "child:0x20a000"))
+    forked
+    """)
+    b.code("""
+    err, child, writes = forked.value
     print("parent reads:", vm_read(vm, 0x20a000))
     print("child reads: ", vm_read(child, 0x20a000))
     """)
     b.md("""
     Each process now has its own copy of that page: the child's write *faulted*, and the
-    fault handler copied the page (lesson 07). The child's other pages are still shared.
+    fault handler copied the page into a new **shadow object** in front of the shared one
+    (lesson 07). The child's other pages are still shared.
 
     ## 4. One page walk
 
@@ -178,6 +192,11 @@ def tour(b: Book) -> None:
     the address per level, starting at CR3. Each line is one 8-byte entry it read:
     """)
     b.code("print(vm.vm_pmap.mmu.translate(0x20a000, 'w', 3).format())")
+    b.md("""
+    The same walk, one level per step: the address split into its 9-bit indices, each entry
+    the CPU reads, and its flags.
+    """)
+    b.code("PageWalk(vm, 0x20a000, 'w')")
     b.md("""
     The walk reaches the leaf and ends in a **#PF** with error code `0x7` = P W U: the page is
     present, but this is a *user write* and the leaf has no `RW`. `fork` write-protected the
@@ -256,11 +275,16 @@ def stacks(b: Book) -> None:
 
     **Predict:** the program writes 8 bytes just below the 128 KiB stack, at
     `USRSTACK - 0x20000 - 8`. By how much does the stack grow: one page, or more?
-    Then run the next cell.
+    Then run the next cell and step through the fault with ▶: the dark band is the guard
+    page, the hatched part the gap, the violet entry what growth adds.
     """)
     b.code("""
     addr = USRSTACK - 0x20000 - 8
-    vm_write(vm, addr, "a deep local variable")
+    growth = StackGrowth(vm, addr)
+    growth
+    """)
+    b.code("""
+    print("vm_fault:", growth.value.name)
     for e in vm.vm_map.entries()[-4:]:
         print(e)
     print("vm_ssize:", vm.vm_ssize, "pages")
@@ -301,9 +325,12 @@ def stacks(b: Book) -> None:
     b.md("""
     The growth is refused as a whole (`KERN_NO_SPACE`), `vm_map_lookup` then finds the gap's
     protection none and the fault fails with `KERN_PROTECTION_FAILURE`: **SIGSEGV**, the
-    classic stack overflow. Nothing changed in the map. Step through it:
+    classic stack overflow. Nothing changed in the map. The same fault, animated: the red line
+    is `RLIMIT_STACK`, and the growth it would need reaches past it.
     """)
-    b.code("Player(overflow)")
+    b.code("""
+    StackGrowth(vm, USRSTACK - (2 << 20), rlimit_stack="1M")
+    """)
     b.md("""
     Within the limit, growth still works, and stops exactly at the limit:
     """)
@@ -322,6 +349,13 @@ def stacks(b: Book) -> None:
     b.code("""
     setrlimit(vm, RLIMIT_STACK, MAXSSIZ)
     gap = next(e for e in vm.vm_map.entries() if e.eflags & MAP_ENTRY.STACK_GAP_DN)
+    StackGrowth(vm, gap.start + 8)
+    """)
+    b.md("""
+    The fault lands in the guard (drawn red when hit): no growth, whatever the limit. In
+    numbers, and then one page higher:
+    """)
+    b.code("""
     print(gap, "guard:", gap.next_read, "bytes")
     print("fault in the guard page:", vm_map_growstack(vm.vm_map, gap.start + 8).name)
     print("fault one page above it:", vm_map_growstack(vm.vm_map, gap.start + PAGE_SIZE + 8).name)
@@ -404,13 +438,18 @@ def forks(b: Book) -> None:
 
     **Predict** what the child gets at `a`, `a + 0x1000` and `a + 0x2000`: its own copy, the
     same pages as the parent, or nothing at all? And how many physical pages does fork copy?
+    Run the next cell and step through the fork with ▶ (or press Play): the parent's entries
+    on the left, the child's on the right, the objects in the middle. Hover a box for its
+    fields.
     """)
     b.code("""
-    with recording(parent) as fork_trace:
-        err, child = fork(parent)
-    story(fork_trace, {"fork_entry", "pmap_protect"})
+    forked = from_first(ForkView(parent, ""))      # fork(2), and no write afterwards (yet)
+    forked
     """)
-    b.code("Player(fork_trace)")
+    b.code("""
+    err, child, _ = forked.value
+    story(forked.trace, {"fork_entry", "pmap_protect"})
+    """)
     b.md("""
     **No page was copied.** COPY entries with an object now point to the *same* object in both
     processes, both marked `COW|NEEDS_COPY`, and the parent's writable PTE was write-protected
@@ -443,8 +482,21 @@ def forks(b: Book) -> None:
     pages the child never wrote still fall through to the object behind. `COW` stays set,
     `NEEDS_COPY` is cleared. Faults that copy a page set `faultcount = 1`, so nothing is
     prefaulted after them.
+
+    To watch it happen, here is a twin of our parent (built by the same calls), forked, after
+    which the child writes at `a` and then the parent does too. Step to the end: **two**
+    shadow objects appear, one in front of the shared object for each writer, and the shared
+    object behind them keeps the original page.
     """)
-    b.code("Player(cow_trace)")
+    b.code("""
+    twin = exec_image(name="/bin/server")
+    err, ta = mmap(twin, 0, 3 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_ANON | MAP_PRIVATE)
+    for i in range(3):
+        vm_write(twin, ta + i * PAGE_SIZE, f"parent page {i}")
+    minherit(twin, ta + PAGE_SIZE, PAGE_SIZE, INHERIT_SHARE)
+    minherit(twin, ta + 2 * PAGE_SIZE, PAGE_SIZE, INHERIT_NONE)
+    from_first(ForkView(twin, f"child:{ta:#x}, parent:{ta:#x}"))
+    """)
     b.code("""
     e = child.vm_map.entries()[4]
     print(e)
@@ -535,9 +587,16 @@ def faults(b: Book) -> None:
     reader = exec_image(name="/bin/reader")
     fd = open_file(reader, "/data/table.db", 16 * PAGE_SIZE)
     err, base = mmap(reader, 0, 16 * PAGE_SIZE, PROT_READ, MAP_PRIVATE, fd)
-    with recording(reader) as hard:
-        vm_read(reader, base + 4 * PAGE_SIZE)
-    story(hard, {"lookup", "pagein", "prefault_candidate", "fault_done"})
+    hard = PrefaultStrip(reader, base + 4 * PAGE_SIZE, "r")
+    hard
+    """)
+    b.md("""
+    Step through it with ▶. The strip shows the file's pages around the fault: where each is
+    resident, its PTE, and, once prefault starts, the order in which it visits them. The same
+    story in text:
+    """)
+    b.code("""
+    story(hard.trace, {"lookup", "pagein", "prefault_candidate", "fault_done"})
     """)
     b.md("""
     One disk read brought in the whole 16-page file (read-behind 4 pages, read-ahead 11), and
@@ -545,7 +604,6 @@ def faults(b: Book) -> None:
     −1, +1, −2, +2, … Every PTE made by prefault is **read-only** (`pmap_enter_quick`), even in
     a writable mapping: a write still faults, which keeps copy-on-write correct.
     """)
-    b.code("Player(hard)")
     b.md("""
     ## 2. The soft fault and the stop rule
 
@@ -571,9 +629,11 @@ def faults(b: Book) -> None:
     prefault looks at up to 4 pages on each side. Page 6 is resident too: is it mapped?
     """)
     b.code("""
-    with recording(viewer) as soft5:
-        vm_read(viewer, v + 5 * PAGE_SIZE)
-    story(soft5, {"fault_path", "prefault_candidate", "fault_done"})
+    soft5 = PrefaultStrip(viewer, v + 5 * PAGE_SIZE, "r")
+    soft5
+    """)
+    b.code("""
+    story(soft5.trace, {"fault_path", "prefault_candidate", "fault_done"})
     """)
     b.md("""
     **No.** The first candidate is −1 (page 4), which is resident nowhere: the loop **stops**
@@ -584,12 +644,13 @@ def faults(b: Book) -> None:
     **Predict:** now the viewer reads page **2**. Which pages get mapped?
     """)
     b.code("""
-    with recording(viewer) as soft2:
-        vm_read(viewer, v + 2 * PAGE_SIZE)
-    story(soft2, {"prefault_candidate"})
+    soft2 = PrefaultStrip(viewer, v + 2 * PAGE_SIZE, "r")
+    soft2
+    """)
+    b.code("""
+    story(soft2.trace, {"prefault_candidate"})
     print("mapped pages:", [(va - v) // PAGE_SIZE for va, *_ in viewer.vm_pmap.mappings() if v <= va < v + 16 * PAGE_SIZE])
     """)
-    b.code("Player(soft2)")
     b.md("""
     Pages 1 (−1), 3 (+1) and 0 (−2) were mapped; +2 (page 4) stopped the loop before −3
     (outside the entry anyway) and +3.
@@ -721,15 +782,21 @@ def paging(b: Book) -> None:
     print(vm.vm_pmap.mmu.translate(heap, "r", 3).format())
     """)
     b.md("""
+    The same walk, one level per step (▶): the address split into its four indices (coloured
+    like the levels), then each entry the CPU reads: where it is, its raw value and its flags.
+    """)
+    b.code("PageWalk(vm, heap, 'r')")
+    b.md("""
     Read it line by line: each level's entry gives the physical address of the next table.
-    The upper levels are all `0x...067` = P RW US A D: FreeBSD makes intermediate entries fully
-    permissive, so **the leaf decides** the rights. The leaf says: present, writable, user,
+    The upper levels are all `0x...067` = P RW US A (bit 6, D, means nothing above the leaf):
+    FreeBSD makes intermediate entries fully permissive, so **the leaf decides** the rights. The leaf says: present, writable, user,
     accessed, dirty, MANAGED (an ordinary pageable page), XD (data is not executable).
 
     **Predict:** the neighbouring page `heap + 0x1000` was never touched. At which level does
     the walk stop, and with what error code?
     """)
     b.code("print(vm.vm_pmap.mmu.translate(heap + PAGE_SIZE, 'r', 3).format())")
+    b.code("PageWalk(vm, heap + PAGE_SIZE, 'r')")
     b.md("""
     The page-table page exists (the first page needed it), but its entry 11 is 0: a #PF with
     error code `0x4` = U (a user access) and P = 0 (not present). That #PF is what starts
@@ -749,12 +816,15 @@ def paging(b: Book) -> None:
     program writes it — does the kernel get a fault?
     """)
     b.code("""
-    w = vm.vm_pmap.mmu.translate(heap + PAGE_SIZE, "w", 3)
-    print(w.format())
+    dirty = PageWalk(vm, heap + PAGE_SIZE, 'w')     # the CPU walks for a user write
+    dirty
+    """)
+    b.code("""
+    print(dirty.value.format())
     ptes(vm, heap + PAGE_SIZE, heap + 2 * PAGE_SIZE)
     """)
     b.md("""
-    No fault: the walk itself set D (`sets D -> ...`). The page daemon later reads D (through
+    No fault: the walk itself set D (`sets D -> ...`; in the animation, the leaf's `D→1` chip). The page daemon later reads D (through
     `pmap_is_modified`) to know the page must be written back before it is reused — lesson 10.
 
     ## 4. The TLB, and a stale translation
@@ -819,18 +889,19 @@ def paging(b: Book) -> None:
     | `fork` | `pmap_protect` (parent), `pmap_copy` (child, a hint) | parent loses RW on COW pages | invalidate all |
     | exit | `pmap_remove_pages`, `pmap_release` | everything | invalidate all |
 
-    Watch the `pmap_*` steps of an `munmap`:
+    Watch the `pmap_*` steps of an `munmap` of both `heap` and `buf` (they are neighbours):
     """)
     b.code("""
     with recording(vm) as unmap_trace:
-        print("munmap:", munmap(vm, heap, 4 * PAGE_SIZE))
+        print("munmap:", munmap(vm, heap, buf + PAGE_SIZE - heap))     # heap and buf
     story(unmap_trace, {"pmap_remove", "unlink"})
     print(vm.vm_pmap.mmu.translate(heap, "r", 3).format())
     """)
-    b.code("Player(unmap_trace)")
+    b.code("PageWalk(vm, heap, 'r')")
     b.md("""
-    The page table that held `heap`'s PTEs became empty, so `pmap_remove` freed it and cleared
-    its PDE: the walk now stops one level higher.
+    The page table that held these PTEs became empty, so `pmap_remove` freed it and cleared its
+    PDE; that left the page directory empty, then the PDPT, and each was freed in turn
+    (`pmap_unwire_ptp`): the walk above now stops at the very first level, the PML4.
 
     ## Recap
     - A 48-bit address = 4 × 9-bit indices + 12-bit offset; each level's entry points to the
@@ -1093,11 +1164,12 @@ DASHBOARD = r'''
 import html
 import ipywidgets as W
 from vmlab.core import *
-from vmlab.widgets import Overview, Player
+from vmlab.widgets import ForkView, Overview, PageWalk, Player
 
 procs = {}          # name -> Vmspace
 log_lines = []
 last_trace = [None]
+last_view = [None]  # the animation of the last call: a ForkView after fork, a PageWalk after a touch
 
 
 def spawn(name):
@@ -1131,6 +1203,7 @@ table_w = W.HTML()
 log_w = W.HTML()
 view_box = W.VBox()
 trace_box = W.VBox()
+view_title = [""]
 '''
 
 DASHBOARD_LOGIC = r'''
@@ -1152,8 +1225,10 @@ def redraw(*_):
     view_box.children = [ov]
     ov.refresh()
     log_w.value = "<br>".join(html.escape(s) for s in log_lines[-8:])
-    tr = last_trace[0]
-    if tr is not None and len(tr) >= 2:
+    tr, view = last_trace[0], last_view[0]
+    if view is not None:
+        trace_box.children = [W.HTML(f"<b>Last call, step by step</b> ({html.escape(view_title[0])})"), view]
+    elif tr is not None and len(tr) >= 2:
         trace_box.children = [W.HTML("<b>Last call, step by step</b>"), Player(tr)]
     else:
         trace_box.children = []
@@ -1165,10 +1240,47 @@ def run(*_):
     op = op_w.value
     try:
         addr = parse_int(addr_w.value, "addr")
-        length = parse_int(len_w.value, "length")
+        parse_int(len_w.value, "length")
     except ValueError as e:
         show_error(str(e))
         return
+    view, tr = None, None
+    if op == "fork":
+        # ForkView makes the fork itself (and records it), so its animation is this very call.
+        view = ForkView(vm, "")
+        rv, child, _ = view.value
+        first = [i for i, s in enumerate(view.trace.steps) if s.kind == "fork_entry"]
+        if first:  # its first steps only take the lock: open it where the entries appear
+            view.player.step = first[0]
+            view.refresh()
+        if rv == 0:
+            cname = f"{name}-child{len(procs)}"
+            child.name = cname
+            procs[cname] = child
+            proc_w.options = list(procs)
+        result = f"fork -> {ERRNO.get(rv, rv)}" + (f", child pid {child.pid}" if rv == 0 else "")
+        view_title[0] = f"fork of {name}: parent left, child right"
+    else:
+        tr, result = traced_call(vm, name, op)
+        if op.startswith("touch"):
+            access = "w" if op.endswith("(write)") else "r"
+            view = PageWalk(vm, addr, access)
+            view_title[0] = f"the CPU's page walk for this {'write' if access == 'w' else 'read'} at {addr:#x}, after the fault"
+    last_trace[0], last_view[0] = tr, view
+    log_lines.append(f"[{name}] {result}")
+    bad = any(w in result for w in ("EINVAL", "ENOMEM", "EACCES", "EBUSY", "ENOTSUP", "SIGSEGV",
+                                     "SIGBUS", "refused"))
+    if bad:
+        show_error(result)
+    else:
+        msg_w.value = f'<span style="color:#15803d">{html.escape(result)}</span>'
+    redraw()
+
+
+def traced_call(vm, name, op):
+    """Run one syscall (not fork) on vm under recording; returns (trace, result line)."""
+    addr = parse_int(addr_w.value, "addr")
+    length = parse_int(len_w.value, "length")
     with recording(vm) as tr:
         try:
             if op == "mmap":
@@ -1184,14 +1296,6 @@ def run(*_):
                 result = f"minherit -> {ERRNO.get(minherit(vm, addr, length, INHERIT[inh_w.value]), '?')}"
             elif op == "msync":
                 result = f"msync -> {ERRNO.get(msync(vm, addr, length, SYNC[sync_w.value]), '?')}"
-            elif op == "fork":
-                rv, child = fork(vm)
-                if rv == 0:
-                    cname = f"{name}-child{len(procs)}"
-                    child.name = cname
-                    procs[cname] = child
-                    proc_w.options = list(procs)
-                result = f"fork -> {ERRNO.get(rv, rv)}" + (f", child pid {child.pid}" if rv == 0 else "")
             else:
                 write = op.endswith("(write)")
                 if write:
@@ -1203,15 +1307,7 @@ def run(*_):
             result = f"{e.signal}: {e}"
         except (ValueError, OverflowError, RuntimeError) as e:
             result = f"refused: {e}"
-    last_trace[0] = tr
-    log_lines.append(f"[{name}] {result}")
-    bad = any(w in result for w in ("EINVAL", "ENOMEM", "EACCES", "EBUSY", "ENOTSUP", "SIGSEGV",
-                                     "SIGBUS", "refused"))
-    if bad:
-        show_error(result)
-    else:
-        msg_w.value = f'<span style="color:#15803d">{html.escape(result)}</span>'
-    redraw()
+    return tr, result
 
 
 run_w.on_click(run)
@@ -1252,8 +1348,9 @@ def dashboard(b: Book) -> None:
     """)
     b.code("""
     # Voilà renders the widgets' first state before the cells above ran: re-send the figures.
-    for child in view_box.children:
-        child.refresh()
+    for child in (*view_box.children, *trace_box.children):
+        if hasattr(child, "refresh"):
+            child.refresh()
     """)
 
 

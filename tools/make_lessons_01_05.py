@@ -54,6 +54,27 @@ def code(*parts: str) -> Cell:
     return ("code", "\n\n".join(dedent(p).strip() for p in parts))
 
 
+# Predict-then-reveal with vmlab.exercises: ``as_specs(m)`` turns a lesson's map into the
+# entry list ``build(topic, entries=...)`` takes, so the problem is the lesson's own example.
+EXERCISES = '''
+from vmlab.exercises import build, generate
+from vmlab.widgets import Predict
+
+def as_specs(m):
+    """The entries of map m as exercise input (start, end, prot, max; anonymous)."""
+    return [dict(start=e.start, end=e.end, prot=int(e.protection), max=int(e.max_protection))
+            for e in m.entries()]
+'''
+
+
+def try_it(question: str) -> Cell:
+    """The prompt above a Predict widget: answer in the box, the animation explains."""
+    return md(f"> **Predict.** {dedent(question).strip()}\n>\n"
+              "> Type your answer in the box and press **Check** (or **Reveal**): the feedback, "
+              "the kernel's steps and the animation appear below it. The printed answer follows "
+              "in the next cell.")
+
+
 def predict(question: str) -> Cell:
     """A predict-then-reveal prompt: the next code cell reveals the answer."""
     return md(f"> **Predict.** {dedent(question).strip()}\n>\n"
@@ -90,8 +111,8 @@ def lesson_01() -> list[Cell]:
         """),
         code("""
         from vmlab.core import *
-        from vmlab.widgets import GapSearch, Overview
-        """),
+        from vmlab.widgets import Overview
+        """, EXERCISES),
         md("""
         ## 1. A map is born
 
@@ -259,23 +280,40 @@ def lesson_01() -> list[Cell]:
         md("""
         The largest gap is the one after the last entry, `0x100000 − 0x61000 = 0x9f000`.
 
-        Now watch a search use it. The animation below runs `vm_map_findspace(m, 0, 0x10000)`:
-        "the lowest address with 64 KiB free". Step through it with ▶. Subtrees drawn as
-        *pruned* were skipped because their `max_free` is smaller than `0x10000`; the entry on
-        the path turns into the root at the end (the splay).
+        Now watch a search use it: `vm_map_findspace(m, 0, 0x10000)` asks for "the lowest
+        address with 64 KiB free" (lesson 02 has the details).
+        """),
+        try_it("""
+        Where does `vm_map_findspace(m, 0, 0x10000)` land in our map? In the animation,
+        subtrees drawn as *pruned* are skipped because their `max_free` is smaller than
+        `0x10000`; the entry on the path turns into the root at the end (the splay).
         """),
         code("""
-        search = GapSearch(m, 0, 0x10000)
-        search
+        problem = build("findspace", entries=as_specs(m), start=0, length=0x10000,
+                        lo=vm_map_min(m), hi=vm_map_max(m))
+        Predict(problem, animation=problem.animation())
         """),
         code("""
-        print(f"vm_map_findspace(m, 0, 0x10000) = {search.value:#x}")
-        assert search.value == 0x38000
+        vm_map_lock(m)
+        addr = vm_map_findspace(m, 0, 0x10000)
+        vm_map_unlock(m)
+        print(f"vm_map_findspace(m, 0, 0x10000) = {addr:#x}")
+        assert addr == problem.solve()["address"] == 0x38000
         """),
         md("""
         The answer is `0x38000`, the end of "data": the gaps below it (`0xf000`, `0xc000`,
-        `0xe000`) are all smaller than 64 KiB. Change *length* to `0x8000` and press Search:
-        which gap wins now?
+        `0xe000`) are all smaller than 64 KiB. In the animation, change *length* to `0x8000`
+        and press Search: which gap wins now?
+
+        One more, on a map you have not seen: a problem generated from a seed (the same seed
+        gives the same problem on every machine).
+        """),
+        code("""
+        practice = generate("findspace", seed=11)
+        Predict(practice, animation=practice.animation())
+        """),
+        code("""
+        print(practice.explain())
         """),
         md(f"""
         ## Recap
@@ -325,8 +363,8 @@ def lesson_02() -> list[Cell]:
         """),
         code("""
         from vmlab.core import *
-        from vmlab.widgets import Find, GapSearch, Overview
-
+        from vmlab.widgets import Find, Overview
+        """, EXERCISES, """
         RW = VM_PROT.READ | VM_PROT.WRITE
         m = vm_map_create(None, 0x1000, 0x1000000)          # [4 KiB, 16 MiB)
         vm_map_lock(m)
@@ -352,7 +390,16 @@ def lesson_02() -> list[Cell]:
         is big enough. The map must be locked.
         """),
         predict("""
-        `vm_map_findspace(m, 0, 0x3000)`: which address?  And with `start = 0x7000`?
+        `vm_map_findspace(m, 0, 0x3000)`: which address?
+        """),
+        try_it("""
+        And `vm_map_findspace(m, 0x7000, 0x3000)`, starting the search at `0x7000`? The
+        animation steps through the search on the tree.
+        """),
+        code("""
+        problem = build("findspace", entries=as_specs(m), start=0x7000, length=0x3000,
+                        lo=vm_map_min(m), hi=vm_map_max(m))
+        Predict(problem, animation=problem.animation())
         """),
         code("""
         vm_map_lock(m)
@@ -367,11 +414,7 @@ def lesson_02() -> list[Cell]:
         From 0 the first hole (`0x2000` at `0x3000`) is too small, the second (`0x3000` at
         `0x6000`) fits exactly. From `0x7000` we start *inside* that hole, where only `0x2000`
         is left, so the search moves on: `0xc000` holds `0x1000`, too small; `0x10000` fits.
-
-        Step through the search on the tree. Try *start* `0x7000` too.
-        """),
-        code("""
-        GapSearch(m, 0, 0x3000)
+        In the animation you can change *start* to `0` and press Search to see the first case.
         """),
         md(f"""
         ### When nothing fits: the man page is wrong here
@@ -428,9 +471,15 @@ def lesson_02() -> list[Cell]:
         bytes of it are left above the hint. The next hole, at `0x6000`, holds `0x3000`: first
         fit gives `0x6000`.
         """),
-        predict("""
+        try_it("""
         Now ask for `0x1000` bytes with hint `0x11000`, aligned to 64 KiB:
-        `VMFS_ALIGNED_SPACE(16)`. Where does it go?
+        `VMFS_ALIGNED_SPACE(16)`. Where does it go? (The problem's map is ours as it is now,
+        with the mapping we just made.)
+        """),
+        code("""
+        problem = build("find", entries=as_specs(m), addr=0x11000, length=0x1000,
+                        find_space=VMFS_ALIGNED_SPACE(16), lo=vm_map_min(m), hi=vm_map_max(m))
+        Predict(problem, animation=problem.animation())
         """),
         code("""
         rv, a = find(0x11000, 0x1000, VMFS_ALIGNED_SPACE(16))
@@ -629,7 +678,7 @@ def lesson_03() -> list[Cell]:
         code("""
         from vmlab.core import *
         from vmlab.widgets import Insert
-        """, REPLAY),
+        """, REPLAY, EXERCISES),
         md("""
         `replay(trace)` and `show(m)` are two small helpers for this lesson: the first steps
         through what a call did, the second prints the entries.
@@ -672,9 +721,16 @@ def lesson_03() -> list[Cell]:
             print(f"{what:24} -> KERN_{rv.name}")
         vm_map_unlock(m)
         """),
-        predict("""
+        try_it("""
         On this W^X map, an **rwx** insert of `[0x42000, 0x46000)`, which *also* starts inside
-        the existing entry. Two rules are broken. Which code comes back?
+        the existing entry. Two rules are broken. Which code comes back, and which entries are
+        left?
+        """),
+        code("""
+        problem = build("insert", entries=[dict(start=0x40000, end=0x44000, prot=R, max=RWX)],
+                        start=0x42000, end=0x46000, prot=RWX, max=RWX, wxorx=True,
+                        lo=vm_map_min(m), hi=vm_map_max(m))
+        Predict(problem, animation=problem.animation())
         """),
         code("""
         vm_map_lock(m)
@@ -711,9 +767,14 @@ def lesson_03() -> list[Cell]:
         vm_map_insert(m, None, 0, 0x10000, 0x12000, RW, VM_PROT.ALL, 0)
         vm_map_unlock(m)
         """),
-        predict("""
+        try_it("""
         After inserting `[0x12000, 0x14000)` (anonymous, `rw-`, max `rwx`) next to
-        `[0x10000, 0x12000)`, how many entries does the map have?
+        `[0x10000, 0x12000)`, how many entries does the map have, and what are their ranges?
+        """),
+        code("""
+        problem = build("insert", entries=as_specs(m), start=0x12000, end=0x14000, prot=RW,
+                        max=RWX, lo=vm_map_min(m), hi=vm_map_max(m))
+        Predict(problem, animation=problem.animation())
         """),
         code("""
         vm_map_lock(m)
@@ -729,7 +790,7 @@ def lesson_03() -> list[Cell]:
         does not create an entry: it **extends** the previous one (`vm_map_entry_resize`).
         That is why a heap grown with many small `mmap` calls stays one entry.
 
-        The animation shows it once more, for `[0x14000, 0x16000)`. Step with ▶.
+        Once more, for `[0x14000, 0x16000)`, on the lesson's map this time. Step with ▶.
         """),
         code("""
         grow = Insert(m, 0x14000, 0x16000, "rw-", "rwx")
@@ -904,7 +965,7 @@ def lesson_04() -> list[Cell]:
         code("""
         from vmlab.core import *
         from vmlab.widgets import Overview
-        """, REPLAY),
+        """, REPLAY, EXERCISES),
         md("""
         `replay(trace)` and `show(m)` are the helpers from lesson 03. Our map has two entries:
         """),
@@ -925,23 +986,29 @@ def lesson_04() -> list[Cell]:
 
         ## 1. Protecting part of an entry
         """),
-        predict("""
+        try_it("""
         `vm_map_protect(m, 0x12000, 0x14000, r--, 0, SET_PROT)` makes two pages of the heap
-        read-only. How many entries does the map have afterwards?
+        read-only. What does it return, and what are the prot/max of the entry holding
+        `0x13000` afterwards? Then, before the next cell: how many entries does the map have?
+        The animation replays the call on our map, step by step.
         """),
         code("""
+        problem = build("protect", entries=as_specs(m), start=0x12000, end=0x14000,
+                        new_prot=R, new_maxprot=0, flags=SET_PROT, query=0x13000,
+                        lo=vm_map_min(m), hi=vm_map_max(m))
         with recording(m) as tr:
             rv = vm_map_protect(m, 0x12000, 0x14000, R, 0, SET_PROT)
+        animation = replay(tr, "vm_map_protect(m, 0x12000, 0x14000, r--, 0, SET_PROT)")
+        Predict(problem, animation=animation)
+        """),
+        code("""
         print(f"KERN_{rv.name}, nentries = {m.nentries}")
         show(m)
-        assert m.nentries == 4
+        assert m.nentries == 4 and rv == problem.solve()["return value"]
         """),
         md("""
         Four: the heap was **clipped** at both ends of the range (lesson 03), and only the
-        middle piece changed. Step through it:
-        """),
-        code("""
-        replay(tr, "vm_map_protect(m, 0x12000, 0x14000, r--, 0, SET_PROT)")
+        middle piece changed.
         """),
         md("""
         Giving the pages back their `rw-` makes the three pieces identical again, so they
@@ -994,13 +1061,21 @@ def lesson_04() -> list[Cell]:
         vm_map_unlock(p)
         show(p)
         """),
-        predict("""
+        try_it("""
         `vm_map_protect(p, 0x41000, 0x44000, rw-, 0, SET_PROT)`: the first entry *may* become
-        writable, the second may not. What is returned, and is the first entry changed or
-        clipped?
+        writable, the second may not. What is returned, and what are the prot/max of the first
+        entry (at `0x40000`) afterwards? Is it clipped?
         """),
         code("""
-        rv = vm_map_protect(p, 0x41000, 0x44000, RW, 0, SET_PROT)
+        problem = build("protect", entries=as_specs(p), start=0x41000, end=0x44000,
+                        new_prot=RW, new_maxprot=0, flags=SET_PROT, query=0x40000,
+                        lo=vm_map_min(p), hi=vm_map_max(p))
+        with recording(p) as tr:
+            rv = vm_map_protect(p, 0x41000, 0x44000, RW, 0, SET_PROT)
+        animation = replay(tr, "vm_map_protect(p, 0x41000, 0x44000, rw-, 0, SET_PROT)")
+        Predict(problem, animation=animation)
+        """),
+        code("""
         print(f"KERN_{rv.name}")
         show(p)
         assert rv == KERN.PROTECTION_FAILURE and p.nentries == 2
