@@ -54,7 +54,8 @@ IDS_CELL = """\
 import json
 tree, mapv = gaps.views
 print(json.dumps({"tree_fig": tree.figure.id, "tree_src": tree.nodes.id,
-                  "map_fig": mapv.figure.id, "map_linked": mapv.linked.id}))
+                  "tree_linked": tree.linked.id, "map_fig": mapv.figure.id,
+                  "map_src": mapv.entries.id, "map_linked": mapv.linked.id}))
 """
 
 # Bokeh 3: the plot view of a model id, and a data point's position in page pixels.
@@ -107,9 +108,28 @@ def _go_to_step(page, output, target: int) -> None:
         box = player.locator(".vmlab-jump input")
         box.fill(str(target))
         box.press("Enter")
+        box.evaluate("e => e.blur()")  # no focus ring in the picture
         page.wait_for_function("([el, t]) => el.innerText.includes(t)",
                                arg=[player.element_handle(), f"Step {target} of"],
                                timeout=15_000)
+
+
+def _hover_marks(page, fig: str, src: str, marks: str) -> None:
+    """Hover the first glyph of ``src`` (drawn in figure ``fig``); the linked view's mark
+    source ``marks`` must fill, and empty again when the pointer leaves."""
+    cols = {c: page.evaluate(MODEL_DATA_JS, [src, c]) for c in ("l", "r", "b", "t")}
+    assert cols["l"], f"source {src} not found in the browser's bokeh documents"
+    assert page.evaluate(MODEL_DATA_JS, [marks, "l"]) == []
+    x = (cols["l"][0] + cols["r"][0]) / 2
+    y = (cols["b"][0] + cols["t"][0]) / 2
+    pt = page.evaluate(POINT_JS, [fig, x, y])
+    assert pt is not None, f"no view of figure {fig}"
+    page.mouse.move(pt[0] - 1, pt[1] - 1)
+    page.mouse.move(pt[0], pt[1])
+    filled = f"() => ({MODEL_DATA_JS})({json.dumps([marks, 'l'])}).length"
+    page.wait_for_function(f"() => ({filled})() > 0", timeout=5_000)
+    page.mouse.move(5, 5)  # off every figure
+    page.wait_for_function(f"() => ({filled})() === 0", timeout=5_000)
 
 
 def test_animation_screenshots_and_linking(lab, page) -> None:
@@ -130,16 +150,9 @@ def test_animation_screenshots_and_linking(lab, page) -> None:
     ids = json.loads(cells.nth(len(ANIMATIONS) + 1).locator(OUTPUT).last.inner_text())
     gaps_out = cells.nth(2).locator(OUTPUT).last
     gaps_out.scroll_into_view_if_needed()
-    xs = page.evaluate(MODEL_DATA_JS, [ids["tree_src"], "x"])
-    ys = page.evaluate(MODEL_DATA_JS, [ids["tree_src"], "y"])
-    assert xs and ys, "tree source not found in the browser's bokeh documents"
-    assert page.evaluate(MODEL_DATA_JS, [ids["map_linked"], "l"]) == []
-    pt = page.evaluate(POINT_JS, [ids["tree_fig"], xs[0], ys[0]])
-    assert pt is not None, "tree figure view not found"
-    page.mouse.move(pt[0], pt[1])
-    page.wait_for_function(f"() => ({MODEL_DATA_JS})({json.dumps([ids['map_linked'], 'l'])})"
-                           ".length > 0", timeout=5_000)
-    page.mouse.move(5, 5)
+    _hover_marks(page, ids["tree_fig"], ids["tree_src"], ids["map_linked"])
+    # and back: an entry on the map outlines its node in the tree
+    _hover_marks(page, ids["map_fig"], ids["map_src"], ids["tree_linked"])
 
 
 VOILA_NB = "_voila_first_render.ipynb"

@@ -21,11 +21,20 @@ __all__ = ["Linkable", "link_views", "linked_mark_glyph"]
 
 Linkable = tuple[Any, Any, ColumnDataSource, ColumnDataSource]
 
+# Every hover tool of a figure runs its callback on every pointer move, hit or not: the map's
+# gap tool (no hit) must not erase what its entry tool (hit) just marked. So each source
+# records its own pointed-at range in one shared table (kept on the first mark source), and
+# the marks follow whichever source points at something.
 _JS = """
 const ind = cb_data.index.indices;
 let s = null, e = null;
 if (ind.length) { const k = ind[0]; s = src.data.start[k]; e = src.data.end[k]; }
 if (s === e && s !== null) { e = s + 1; }
+const hold = targets[0][1];
+const hovered = hold._vmlab_hovered || (hold._vmlab_hovered = new Map());
+hovered.set(src.id, s === null ? null : [s, e]);
+s = null; e = null;
+for (const r of hovered.values()) if (r !== null) { [s, e] = r; break; }
 for (const [t, m] of targets) {
   const key = s === null ? '' : s + ':' + e;
   if (m._vmlab_key === key) continue;

@@ -171,8 +171,14 @@ class AddressSpaceOverview(W.VBox):
         cols, paths, types = overview_columns(snap, self.scale, rows)
         self.paths, self.types = paths, types
         self.source = ColumnDataSource(cols)
-        fig = figure(width=width, height=height, x_range=Range1d(0, WIDTH, bounds=(0, WIDTH),
-                                                                  min_interval=1e-3),
+        # a little room at both ends, so a MIN_PX marker at the very edge is not cut in half;
+        # zoom in until 16 pages span the figure (to scale, that is 10^-7 of a 47-bit axis)
+        pad = WIDTH * 0.006
+        span = max(float(snap.max) - float(snap.min), 1.0)
+        finest = WIDTH * 16 * 4096 / span if self.scale.mode == "linear" else 1e-3
+        fig = figure(width=width, height=height,
+                     x_range=Range1d(-pad, WIDTH + pad, bounds=(-pad, WIDTH + pad),
+                                     min_interval=min(finest, 1e-3)),
                      y_range=Range1d(-0.15, 1.25), tools="xpan,xwheel_zoom,xbox_zoom,reset",
                      active_scroll="xwheel_zoom", active_drag="xpan")
         nent = len(e)
