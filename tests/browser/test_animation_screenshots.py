@@ -185,6 +185,5 @@ def test_voila_first_render_shows_final_state(browser, page, tmp_path, monkeypat
         assert f"Step {ids['step']} of" in page.locator(PLAYER).first.inner_text()
         # a gap_check step: one highlighted gap on the map (none at step 1)
         assert len(page.evaluate(MODEL_DATA_JS, [ids["gap_hl"], "l"])) == 1
-        save_screenshot(page, "voila-first-render")
     finally:
         server.stop()
