@@ -407,6 +407,10 @@ def vm_map_fixed(
 # stacks
 
 
+#: sys/sys/mman.h: PROT_MAX(prot) is prot << 16; PROT_EXTRACT takes the low byte.
+PROT_MAX_SHIFT = 16
+
+
 def _stack_guard(map: VmMap) -> int:
     """sgp: security.bsd.stack_guard_page pages, or 0 when the process disabled stack gaps
     (P2_STKGAP_DISABLE / NT_FREEBSD_FCTL_STKGAP_DISABLE: vmspace.stkgap_disable)."""
@@ -470,9 +474,13 @@ def _stack_locked(
             else vm_map_entry_succ_id(map, new_entry)
         )
         t.next_read[gap] = sgp
+        # Likewise a gap never has an object, so its offset keeps the stack's protections
+        # (prot | PROT_MAX(max)); vm_map_growstack gives new stack pieces these.
+        t.offset[gap] = prot | (max << PROT_MAX_SHIFT)
         if tr is not None:
             _rec(map, "modify",
-                 f"The gap entry #{gap} remembers the guard size {sgp:#x} in its next_read.",
+                 f"The gap entry #{gap} remembers the guard size {sgp:#x} in its next_read "
+                 f"and the stack's protections in its offset.",
                  entry=gap, field="next_read", old=gap_bot, new=sgp)
     else:
         _delete(map, bot, top)

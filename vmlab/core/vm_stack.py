@@ -148,7 +148,13 @@ def _vm_map_growstack(map: VmMap, addr: int, gap_entry: Any) -> KERN:
         vm_map_lock_read(map)
         raise LockWouldBlock("vm_map_growstack: other threads share the map lock; the "
                              "faulting thread would sleep")
-    prot, maxp = int(stack_entry.protection), int(stack_entry.max_protection)
+    # The gap's offset holds the stack's protections (prot | PROT_MAX(max), set by
+    # vm_map_stack_locked); a gap made some other way falls back to the stack entry's.
+    gap_prot = int(gap_entry.offset)
+    if gap_prot:
+        prot, maxp = gap_prot & 0xFF, (gap_prot >> 16) & 0xFF
+    else:
+        prot, maxp = int(stack_entry.protection), int(stack_entry.max_protection)
     sgp = gap_entry.next_read
     gap_start, gap_end = gap_entry.start, gap_entry.end
     if grow_down:
@@ -167,6 +173,7 @@ def _vm_map_growstack(map: VmMap, addr: int, gap_entry: Any) -> KERN:
                         int(MAP.CREATE_GUARD | MAP.CREATE_STACK_GAP_DN))
                 found, g = vm_map_lookup_entry(map, gap_start)
                 g.next_read = sgp
+                g.offset = gap_prot
             else:
                 vm_map_entry_resize(map, gap_entry, grow_amount)
     else:
