@@ -458,7 +458,7 @@ class PageTableWorkload(RuleBasedStateMachine):
         assert pm.nfree == self.base_nfree
 
 
-PageTableWorkload.TestCase.settings = settings(max_examples=25, stateful_step_count=30,
+PageTableWorkload.TestCase.settings = settings(max_examples=100, stateful_step_count=40,
                                                deadline=None)
 TestPageTableWorkload = PageTableWorkload.TestCase
 
