@@ -143,7 +143,8 @@ def test_animation_screenshots_and_linking(lab, page) -> None:
         if steps:
             _go_to_step(page, output, steps)
         page.wait_for_timeout(400)  # let bokeh repaint after the last patch
-        shot = save_screenshot(page, f"anim_{name}", output)
+        widget = output.locator(".vmlab-animation, .vmlab-overview").first  # ≤ 880 px wide
+        shot = save_screenshot(page, f"anim_{name}", widget)
         assert shot.stat().st_size > 5_000, f"{name}: screenshot looks empty"
 
     # Linked highlighting: hover a splay-tree node, the map view outlines the same entry.

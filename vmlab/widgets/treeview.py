@@ -126,6 +126,9 @@ class TreeView:
         fig.text(x="x", y="y", text="text", source=self.stubs, y_offset=14,
                  text_align="center", text_font=value(theme.MONO), text_font_size="9px",
                  text_color=theme.TEXT_MUTED)
+        # an opaque card under each (translucent) node, so edges never run through its text
+        fig.quad(left="l", right="r", bottom="b", top="t", source=self.nodes,
+                 fill_color=theme.CARD_BG, line_color=None)
         r = fig.quad(left="l", right="r", bottom="b", top="t", source=self.nodes,
                      fill_color="fill", fill_alpha="alpha", line_color="line", line_width="lw")
         fig.text(x="x", y="y", text="text", source=self.nodes, text_align="center",
