@@ -37,6 +37,9 @@ from vmlab.core import (
     INHERIT_SHARE,
     INHERIT_ZERO,
     KERN,
+    MADV_DONTNEED,
+    MADV_FREE,
+    MADV_WILLNEED,
     MAP_ANON,
     MAP_ENTRY,
     MAP_FIXED,
@@ -56,6 +59,7 @@ from vmlab.core import (
     VmAccessError,
     exec_image,
     fork,
+    madvise,
     minherit,
     mlock,
     mmap,
@@ -435,6 +439,11 @@ class PageTableWorkload(RuleBasedStateMachine):
         f = mlock if lock else munlock
         assert f(vm, _addr(w, first), n * P) in (0, 12, 22)
 
+    @rule(p=st.integers(0, 3), w=st.integers(0, 1), first=st.integers(0, NW - 1),
+          n=st.integers(1, 8), behav=st.sampled_from([MADV_WILLNEED, MADV_DONTNEED, MADV_FREE]))
+    def do_madvise(self, p, w, first, n, behav):
+        assert madvise(self._vm(p), _addr(w, first), n * P, behav) == 0
+
     @precondition(lambda self: len(self.procs) > 1)
     @rule(p=st.integers(0, 3))
     def do_exit(self, p):
@@ -664,3 +673,34 @@ def test_cow_in_a_shared_shadow_unmaps_the_old_page_everywhere():
         check_process(vm)
     assert vm_read(b, va) == "new" and vm_read(c, va) == "old"
     assert _pte(b, va) & FRAME == _pte(a, va) & FRAME
+
+
+def test_madvise_free_and_dontneed_clear_a_and_m_but_keep_rw():
+    """pmap_advise (amd64 pmap.c), as vm_map_madvise calls it for MADV_DONTNEED/MADV_FREE:
+    M|RW PTEs lose M and A (DONTNEED dirties the page first), others lose A; RW stays, so the
+    next store does not fault. Found by this file: vmlab used to write-protect for MADV_FREE
+    and leave the PTEs alone for MADV_DONTNEED."""
+    vm = vmspace_alloc(machine=_machine())
+    va = 0x1000_0000
+    assert mmap(vm, va, 4 * P, PROT_READ | PROT_WRITE, ANON_FIXED)[0] == 0
+    for i in range(4):
+        vm_write(vm, va + i * P, i)
+    vm.vm_pmap.remove(va + 3 * P, va + 4 * P)
+    assert vm_read(vm, va + 3 * P) == 3  # soft fault on a read: RW, A, no M
+    before = [_pte(vm, va + i * P) for i in range(4)]
+    assert before[3] & (RW | A | M) == RW | A
+    pages = [chain_page(_entries(vm)[0], va + i * P) for i in range(4)]
+    for m in pages:
+        m.dirty = False
+    nflush = len(vm.vm_pmap.invalidations)
+    assert madvise(vm, va, 2 * P, MADV_DONTNEED) == 0
+    assert [_pte(vm, va + i * P) for i in range(2)] == [b & ~(A | M) for b in before[:2]]
+    assert pages[0].dirty and pages[1].dirty  # M went to the page first
+    assert len(vm.vm_pmap.invalidations) == nflush + 1
+    assert madvise(vm, va + 2 * P, 2 * P, MADV_FREE) == 0
+    assert _pte(vm, va + 2 * P) == before[2] & ~(A | M)
+    assert _pte(vm, va + 3 * P) == before[3] & ~A
+    assert not pages[2].dirty and not pages[3].dirty
+    vm_write(vm, va + 2 * P, "reuse")  # no fault: the MMU sets A and M again
+    assert _pte(vm, va + 2 * P) == before[2]
+    check_process(vm)

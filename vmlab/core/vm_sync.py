@@ -116,9 +116,11 @@ def vm_map_madvise(map: VmMap, start: int, end: int, behav: int) -> int:
     NORMAL/SEQUENTIAL/RANDOM/NOSYNC/AUTOSYNC/NOCORE/CORE clip the entries and change their
     eflags (then try to merge). WILLNEED/DONTNEED/FREE act on the objects without clipping:
     WILLNEED pre-enters resident pages read-only (vm_map_pmap_enter, MAP_PREFAULT_MADVISE, not
-    on wired entries); DONTNEED only ages pages (no visible change here); FREE marks the pages
-    of anonymous, unshadowed objects clean (pmap modified bits cleared) so they could be
-    reclaimed without being written — the page daemon that would discard them is not modelled.
+    on wired entries); DONTNEED and FREE first call pmap_advise (PTEs lose A, and M with the
+    page dirtied for DONTNEED; RW stays) when the pmap has it; DONTNEED then only ages pages
+    (no visible change here); FREE marks the pages of OBJ_ANON|OBJ_ONEMAPPING, unshadowed
+    objects clean (vm_object_advice_applies) so they could be reclaimed without being written
+    — the page daemon that would discard them is not modelled.
     """
     from .syscalls import vm_mmap_to_errno
     from .vm_map import (
@@ -204,12 +206,20 @@ def vm_map_madvise(map: VmMap, start: int, end: int, behav: int) -> int:
             if entry.end > end:
                 pend -= (entry.end - end) >> 12
                 use_end = end
+            # pmap_advise comes first (vm_map_madvise), for DONTNEED and FREE: a pmap that has
+            # it (Amd64Pmap) clears A and M in the PTEs and keeps RW, as amd64's does.
+            advise = getattr(map.pmap, "advise", None) if map.pmap is not None else None
+            if pstart < pend and advise is not None and behav in (_MADV_DONTNEED, _MADV_FREE):
+                advise(use_start, use_end, behav)
             if pstart < pend and obj is not None:
-                if behav == _MADV_FREE and obj.flags & 0x0010:  # OBJ_ANON
+                # vm_object_advice_applies: MADV_FREE only for OBJ_ANON|OBJ_ONEMAPPING objects.
+                if behav == _MADV_FREE and obj.flags & 0x2010 == 0x2010:
                     for va in range(use_start, use_end, PAGE_SIZE):
                         m = obj.memq.get(pstart + ((va - use_start) >> 12))
                         if m is not None and not m.wire_count:
-                            if map.pmap is not None:
+                            if map.pmap is not None and advise is None:
+                                # pmaps without pmap_advise: write-protect instead, so the
+                                # next store marks the page dirty again.
                                 map.pmap.protect(va, va + PAGE_SIZE,
                                                  int(map.pmap.prot(va)) & ~int(VM_PROT.WRITE))
                             m.dirty = False

@@ -564,6 +564,36 @@ class Amd64Pmap:
                          f"{VM_PROT(prot)!r}: {changed} PTEs", sva=int(sva), eva=int(eva),
                          prot=prot, count=changed)
 
+    def advise(self, sva: int, eva: int, advice: int) -> None:
+        """pmap_advise (amd64 pmap.c; called by vm_map_madvise for MADV_DONTNEED = 4 and
+        MADV_FREE = 5 before vm_object_madvise): for every valid managed PTE in [sva, eva), one
+        with M and RW loses M and A (for DONTNEED the page is dirtied first), otherwise A is
+        cleared. RW is kept, so a later write does not fault; it just sets M again. One
+        pmap_invalidate_all if anything changed (user PTEs are never global). Other advice
+        values do nothing."""
+        self._check_live()
+        if int(advice) not in (4, 5):
+            return
+        pm = self.physmem
+        changed = 0
+        for _va, pte_pa, raw in self._valid_ptes(int(sva), int(eva)):
+            if not raw & PG_MANAGED:
+                continue
+            if raw & (PG_M | PG_RW) == PG_M | PG_RW:
+                if int(advice) == 4:
+                    _page_dirty(pm.frame_owner(raw & PG_FRAME))
+                new = raw & ~(PG_M | PG_A)
+            elif raw & PG_A:
+                new = raw & ~PG_A
+            else:
+                continue
+            pm.write_u64(pte_pa, new)
+            changed += 1
+        if changed:
+            self._invalidate_all()
+            self._record("note", f"pmap_advise [{int(sva):#x}, {int(eva):#x}): {changed} PTEs "
+                         "lose A (and M)")
+
     def extract(self, va: int) -> int:
         """pmap_extract: frame | offset of the leaf mapping ``va`` (only PG_V is looked at),
         or 0."""
