@@ -4,7 +4,7 @@ end-of-cell re-send that keeps Voilà's first render current, and linked hover m
 
 import numpy as np
 import pytest
-from bokeh.models import CustomJS, HoverTool, Rect
+from bokeh.models import CustomJS, HoverTool, Quad, Rect
 from widget_synth import big_map, findspace_trace, small_map
 
 from vmlab.widgets import Embedded, LockView, MapView, Player, TreeView, link_views
@@ -73,10 +73,17 @@ def test_overview_linear_keeps_pages_and_draws_min_width_markers():
     one_page = np.nonzero(d["end"] - d["start"] == 4096)[0]
     assert len(one_page) and np.all(d["r"][one_page] > d["l"][one_page])
     assert np.allclose(d["m"], (d["l"] + d["r"]) / 2)
+    # visible: each band's outline is MIN_PX screen pixels in the fill colour
+    quads = [r for r in ov.figure.renderers if isinstance(r.glyph, Quad)
+             and r.data_source is ov.source]
+    assert len(quads) == 2 and all(q.glyph.line_width == MIN_PX for q in quads)
+    assert all(q.glyph.line_color == q.glyph.fill_color for q in quads)
+    # hoverable: a transparent MIN_PX-wide marker at each entry's centre
     markers = [r for r in ov.figure.renderers if isinstance(r.glyph, Rect)]
-    assert len(markers) == 2  # protection band and type band
-    assert all(r.glyph.width == MIN_PX and r.glyph.width_units == "screen" for r in markers)
-    assert all(r.data_source is ov.source for r in markers)
+    assert len(markers) == 1 and markers[0] is ov.marker_renderer
+    g = markers[0].glyph
+    assert (g.width, g.width_units, g.x) == (MIN_PX, "screen", "m") and g.fill_alpha == 0
+    assert markers[0].data_source is ov.source
     hovers = [t for t in ov.figure.tools if isinstance(t, HoverTool)]
     assert {t.renderers[0].id for t in hovers} == {ov.entry_renderer.id,
                                                    ov.marker_renderer.id}
