@@ -262,6 +262,12 @@ def stacks(b: Book) -> None:
     print(f"vm_ssize       {vm.vm_ssize} pages,  RLIMIT_STACK {getrlimit(vm, RLIMIT_STACK) >> 20} MiB")
     """)
     b.md("""
+    Look at the gap entry's **offset** column: `0x70003`. A gap has no object, so FreeBSD 14
+    reuses the field to remember the stack's protections, `prot | PROT_MAX(max)` =
+    `0x3 | (0x7 << 16)` (rw-, max rwx; `vm_map_stack_locked` in sys/vm/vm_map.c). When the
+    stack grows, `vm_map_growstack` reads them back (`PROT_EXTRACT`, `PROT_MAX_EXTRACT`) to
+    give the new piece the same protections.
+
     In the overview, the dark entry just below the stack is the gap. Nothing can be mapped
     there by accident: `mmap` without `MAP_FIXED` never picks it, because it *is* an entry.
     """)

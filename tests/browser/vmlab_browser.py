@@ -350,6 +350,24 @@ def check_log_console(page: Page) -> None:
     raise AssertionError(f"JupyterLab's log console has {count} message(s):\n{text}")
 
 
+def reveal_predictions(page: Page) -> int:
+    """Press Reveal on every `Predict` widget, so the animations it hides get rendered,
+    checked and stepped like the others. Returns the number of reveals."""
+    buttons = page.locator(".vmlab-predict .vmlab-reveal-button")
+    n = buttons.count()
+    for i in range(n):
+        buttons.nth(i).scroll_into_view_if_needed()
+        buttons.nth(i).click()
+    if n:
+        page.wait_for_function(
+            "n => Array.from(document.querySelectorAll('.vmlab-predict .vmlab-reveal'))"
+            ".filter(e => e.offsetHeight > 0).length >= n", arg=n, timeout=30_000)
+        wait_kernel_idle(page)
+        wait_rendered(page)
+        check_outputs(page)
+    return n
+
+
 def exercise_players(page: Page, *, settle_ms: int = 1500) -> int:
     """Step every vmlab player forward (its text must change) and back (it must return), then
     press its Play button, wait, press stop. Returns the number of players found."""
@@ -443,6 +461,8 @@ def open_and_run(
     wait_kernel_idle(page, timeout=timeout)
     wait_rendered(page)
     check_outputs(page)
+    if players:
+        reveal_predictions(page)
     n_players = exercise_players(page) if players else 0
     wait_kernel_idle(page)
     page.wait_for_timeout(500)  # late comm messages from the players

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .constants import KERN, PAGE_MASK, PAGE_SIZE, VM_PROT
+from .entries import prot_str
 
 __all__ = [
     "PMAP_ENTER_NOSLEEP",
@@ -114,7 +115,7 @@ class MemPmap:
         access = flags & _RWX
         if access & ~prot & _RWX:
             raise ValueError(
-                f"pmap_enter: access {VM_PROT(access)!r} is not within prot {VM_PROT(prot)!r}"
+                f"pmap_enter: access {prot_str(access)} is not within prot {prot_str(prot)}"
             )
         wired = bool(flags & PMAP_ENTER_WIRED)
         granted = (prot & _RWX) | _R
@@ -187,7 +188,7 @@ class MemPmap:
                 n += 1
         if n:
             _record(self, "pmap_protect", f"pmap_protect [{sva:#x}, {eva:#x}) to "
-                    f"{VM_PROT(prot)!r}: {n} pages", sva=sva, eva=eva, prot=int(prot), count=n)
+                    f"{prot_str(prot)}: {n} pages", sva=sva, eva=eva, prot=int(prot), count=n)
 
     def unwire(self, sva: int, eva: int) -> None:
         """pmap_unwire(9): clear the wired bit of the mappings in [sva, eva)."""

@@ -73,6 +73,9 @@ class ForkDiagram(DiagramView):
         self.child_pid: int | None = None
         self._key: int | None = None
         self._procs: list[dict[int, Any]] = []
+        # The parent as it was before vmspace_fork: shown for the steps recorded before the
+        # first process snapshot (the fork's first steps only lock the map).
+        self.before: Any = None
 
     def _prepare(self, trace: Any) -> None:
         self._key = id(trace)
@@ -102,6 +105,8 @@ class ForkDiagram(DiagramView):
         W = self.canvas.width
         procs = self._procs[i]
         pe = procs.get(self.parent_pid, (-1, None))
+        if pe[1] is None and self.before is not None and self.before.pid == self.parent_pid:
+            pe = (-1, self.before)
         ce = procs.get(self.child_pid, (-1, None))
         par, chi = pe[1], ce[1]
         st = trace.steps[i]
@@ -381,10 +386,12 @@ class ForkView(TracedAnimation):
 
     def operation(self, v: dict[str, Any]) -> Any:
         from vmlab.core import VmAccessError, fork, vm_write
+        from vmlab.core.process_snapshot import process_snapshot
         from vmlab.core.trace import recording
 
         self.view.parent_pid = self.target.pid
         self.view.child_pid = None
+        self.view.before = process_snapshot(self.target, with_child=False)
         err, child = fork(self.target)
         done: list[tuple[str, int, Any]] = []
         if err or child is None:

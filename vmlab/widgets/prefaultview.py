@@ -40,6 +40,18 @@ VERDICTS = {
 _PTE_RE = re.compile(r"PTE (0x[0-9a-fA-F]+)")
 
 
+def _wrap(s: str, width: float, size: int) -> list[str]:
+    """Greedy word wrap of ``s`` into lines at most ``width`` px wide (~0.6 em a glyph)."""
+    per = max(1, int(width / (0.6 * size)))
+    lines: list[str] = []
+    for word in s.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= per:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def pte_values(trace: Any, i: int) -> dict[int, int]:
     """va -> raw PTE as made by the ``pmap_enter`` steps up to step ``i`` (``data['pte']`` when
     the pmap records it, else the value in the step's sentence); removals and protection
@@ -187,9 +199,13 @@ class PrefaultView(DiagramView):
                    line, lw=4 if hl else 1, dash="solid" if inside else "dashed", tag=tag,
                    tip=self._tip(va, off, inside, res, maps.get(va), ptes.get(va),
                                  visited.get(va)))
-            sc.text(xm, box_t + 14, label, size=10 if wide else 9, align="center",
-                    color=theme.TEXT if res is not None else theme.TEXT_MUTED,
-                    tag=f"res:{off}")
+            # narrow cells (a wide window): the label wraps onto two lines above the PTE
+            lab_lines = [label] if wide else _wrap(label, x1 - x0 - 4, 9)[:2]
+            lab_y = box_t + 14 if len(lab_lines) == 1 else box_t + 9
+            for k2, ln in enumerate(lab_lines):
+                sc.text(xm, lab_y + 10 * k2, ln, size=10 if wide else 9, align="center",
+                        color=theme.TEXT if res is not None else theme.TEXT_MUTED,
+                        tag=f"res:{off}")
             # the PTE now
             m = maps.get(va)
             raw = ptes.get(va)
@@ -218,7 +234,10 @@ class PrefaultView(DiagramView):
                 sc.box(x0, box_t - 9, x0 + 18, box_t + 7, col_v, line="white", tag=f"order:{off}")
                 sc.text(x0 + 9, box_t - 0.5, str(order + 1), size=10, bold=True,
                         color="white", align="center", tag=f"order:{off}")
-                for k2, wd in enumerate(label_v.split(": ")):
+                parts = label_v.split(": ")
+                if not wide:
+                    parts = [w for p in parts for w in _wrap(p, x1 - x0 + 2, 9)]
+                for k2, wd in enumerate(parts[:3]):
                     sc.text(xm, box_b + 11 + 12 * k2, wd, size=10 if wide else 9,
                             bold=k2 == 0, color=col_v, align="center", tag=f"verdict:{off}")
         # window and entry markers

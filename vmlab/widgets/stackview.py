@@ -326,7 +326,8 @@ class StackGrowth(TracedAnimation):
             rlimit_stack = getrlimit(vm, RLIMIT_STACK) if ok else 0
         fields = [Field("addr", "fault at", parse_addr, addr, "240px"),
                   Field("access", "access", parse_access, access, "110px"),
-                  Field("rlimit", "RLIMIT_STACK", _parse_rlimit, rlimit_stack, "200px")]
+                  Field("rlimit", "RLIMIT_STACK", _parse_rlimit, _size_text(rlimit_stack),
+                        "200px")]
         super().__init__(vm, fields, [self.view], run_label="Fault")
 
     def check_target(self) -> str | None:
@@ -401,6 +402,16 @@ def _default_addr(vm: Any) -> int:
         if vm.vm_maxsaddr <= e.start < vm.vm_stacktop and int(e.eflags) & GROWS_DOWN:
             lo = min(lo, int(e.start))
     return lo - 3 * 0x1000
+
+
+def _size_text(n: Any) -> Any:
+    """A limit as a student would type it: ``8M`` when exact in K/M/G units, else hex."""
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        return n
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return hex(n)
 
 
 def _parse_rlimit(v: Any, *, what: str = "RLIMIT_STACK") -> int:

@@ -34,6 +34,7 @@ from ..constants import (
     VM_MAXUSER_ADDRESS_LA57,
     VM_PROT,
 )
+from ..entries import prot_str
 from ..trace import STEP_KINDS
 from .mmu import DEFAULT_CR4, Mmu
 from .physmem import OutOfFrames, PhysicalMemory
@@ -561,7 +562,7 @@ class Amd64Pmap:
         if changed:
             self._invalidate_all()
             self._record("pmap_protect", f"pmap_protect [{sva:#x}, {eva:#x}) to "
-                         f"{VM_PROT(prot)!r}: {changed} PTEs", sva=int(sva), eva=int(eva),
+                         f"{prot_str(prot)}: {changed} PTEs", sva=int(sva), eva=int(eva),
                          prot=prot, count=changed)
 
     def advise(self, sva: int, eva: int, advice: int) -> None:
