@@ -52,7 +52,9 @@ OPTIONAL_SKIP = "[ci-optional]"
 # Outputs that mean "something went wrong": tracebacks and anything written to stderr (Lab
 # renders both with the stderr mimetype), and ipywidgets' failed-view placeholders.
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
-WIDGET_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.widget-view+json"]'
+# A widget output is the ipywidgets renderer, a Lumino Panel with no data-mime-type (Lab 4.x);
+# every other mime renderer is a plain lm-Widget. The view appears inside it asynchronously.
+WIDGET_OUTPUT = ".jp-OutputArea-output.lm-Panel"
 WIDGET_ERROR = ".jupyter-widgets-error-widget"
 BOKEH_CANVAS = ".bk-Canvas"  # Playwright's CSS engine pierces bokeh's open shadow roots
 # Hooks other helpers' widgets put on their DOM (docs/testing.md, "Widget conventions").
