@@ -233,3 +233,47 @@ def test_fork_matches_model(seed: int) -> None:
             assert c.object is e.object and not c.eflags & MAP_ENTRY.NEEDS_COPY
         if label in ("private", "zero"):
             assert c.object is None
+
+
+# what each fork_entry step of the explanation says, as the answer's label
+_FORK_SAYS = (("has inheritance NONE", "absent"), ("has inheritance ZERO", "zero"),
+              ("is SHARED", "shared"), ("both entries become COW|NEEDS_COPY", "cow"),
+              ("it has no object yet", "private"))
+
+
+def test_fork_answer_is_what_the_explanation_says() -> None:
+    """The answer key and the step-by-step account come from one run of vmspace_fork; they must
+    agree entry by entry (a ZERO child entry made from a COW file mapping keeps COW|NEEDS_COPY,
+    and once made the key say "cow" while the account said "fresh zero-filled memory")."""
+    zero_seen = 0
+    for seed in range(300):
+        p = generate("fork", seed)
+        ans, steps = p._run()
+        said = []
+        for s in steps[:-1]:  # the last step is the child's map
+            if not s.startswith("["):  # a pmap step, not one entry's fork_entry
+                continue
+            hits = [label for key, label in _FORK_SAYS if key in s]
+            assert len(hits) == 1, (seed, s)
+            said.append(hits[0])
+        assert ans["child entries"] == said, seed
+        assert p.check(" ".join(said))[0], seed
+        zero_seen += said.count("zero")
+    assert zero_seen > 50  # the seeds really exercise ZERO
+
+
+def test_fork_zero_from_cow_file_mapping() -> None:
+    """Seed 11: two ZERO entries whose parents are COW (file) mappings; the child's entries keep
+    COW|NEEDS_COPY on no object (as FreeBSD 14's vmspace_fork does) and are still "zero"."""
+    from vmlab.core import MAP_ENTRY, vmspace_fork
+    from vmlab.exercises.topics.fork import _parent
+
+    p = generate("fork", 11)
+    assert p.solve()["child entries"] == ["private", "zero", "zero", "absent", "private"]
+    q = p.params
+    vm = _parent([EntrySpec(**e) for e in q["entries"]], q["inherit"], q["touched"], q["lo"],
+                 q["hi"])
+    kids = sorted(vmspace_fork(vm).vm_map.entries(), key=lambda e: e.start)
+    assert [(e.start, e.object, bool(e.eflags & MAP_ENTRY.NEEDS_COPY)) for e in kids[1:3]] == [
+        (0x8000, None, True), (0xB000, None, True)]
+    assert not p.check("private cow cow absent private")[0]

@@ -3,7 +3,9 @@
 FreeBSD 14 (sys/vm/vm_map.c, vmspace_fork / vm_map_copy_entry): NONE leaves a hole; SHARE
 gives the child the same object (shadowing a NEEDS_COPY entry in the parent first); COPY with
 an object makes both entries COW|NEEDS_COPY on it, but an entry *without* an object is copied
-with none and no COW flags; ZERO gives a fresh demand-zero entry.
+with none and no COW flags; ZERO gives a fresh demand-zero entry (no object, the parent's
+eflags kept except USER_WIRED, IN_TRANSITION, WRITECNT, VN_EXEC and the split-boundary bits, so
+it may still say COW|NEEDS_COPY: classify tests the inheritance first).
 """
 
 from __future__ import annotations
@@ -49,13 +51,16 @@ def classify(parent_entry: Any, child_map: Any) -> str:
     private (an entry of its own, no COW: a copied entry that had no object yet)."""
     for c in child_map.entries():
         if c.start == parent_entry.start:
+            # ZERO first: vmspace_fork's VM_INHERIT_ZERO case keeps the parent's eflags minus
+            # USER_WIRED|IN_TRANSITION|WRITECNT|VN_EXEC|SPLIT_BOUNDARY_MASK, so a child entry
+            # made from a COW file mapping still carries COW|NEEDS_COPY (on no object).
+            if c.inheritance == VM_INHERIT.ZERO:
+                return "zero"
             need = MAP_ENTRY.COW | MAP_ENTRY.NEEDS_COPY
             if int(c.eflags) & need == need:
                 return "cow"
             if c.object is not None and c.object is parent_entry.object:
                 return "shared"
-            if c.inheritance == VM_INHERIT.ZERO:
-                return "zero"
             return "private"
     return "absent"
 
