@@ -420,7 +420,7 @@ def lesson_02() -> list[Cell]:
         ### When nothing fits: the man page is wrong here
 
         {man("vm_map_findspace")} says the function *"returns 0 and fills `*addr`, or 1 if no
-        space"*. That was FreeBSD 11. **FreeBSD 12 and later return the address itself, and on
+        space"*. That was the old interface. **FreeBSD 14 returns the address itself, and on
         failure `vm_map_max(map) − length + 1`**, an address whose range would end past the
         map. Callers test `addr + length > vm_map_max(map)`.
         """),
@@ -435,7 +435,7 @@ def lesson_02() -> list[Cell]:
         print("failed:", r + 0x2000000 > vm_map_max(m))
         assert r == (vm_map_max(m) - 0x2000000 + 1) % 2**64
         """),
-        md("""
+        md(f"""
         `0x1000000 − 0x2000000 + 1` is negative; addresses are unsigned 64-bit numbers, so it
         wraps around to `0xffffffffff000001`. A caller that tested `r == 1`, as the man page
         suggests, would happily map memory there.
@@ -453,9 +453,16 @@ def lesson_02() -> list[Cell]:
         - `VMFS_OPTIMAL_SPACE`: like SUPER when the object is "coloured", else like ANY.
         - `max_addr ≠ 0`: the mapping must end at or below it.
 
-        (The {man("vm_map_find")} page is from 2008: it has no `max_addr` argument and calls
-        the superpage mode `VMFS_ALIGNED_SPACE`. In FreeBSD 14, `VMFS_ALIGNED_SPACE(n)` means
-        "align to 2ⁿ" and the superpage mode is `VMFS_SUPER_SPACE`.)
+        {man("vm_map_find")} documents all of this, `max_addr` and the five modes included.
+        Where FreeBSD 14's code differs from the page:
+
+        - the page calls the search "first fit, from `addr` onwards"; with **ASLR** on,
+          `vm_map_find` picks a *random* address above the hint, and for anonymous memory it
+          starts from `anon_loc` rather than the hint (sections 3 and 4);
+        - `mmap` really calls **`vm_map_find_min`**, which no man page mentions: when nothing
+          fits above the hint it tries again from a lower bound;
+        - the page sends you to {man("vm_map_findspace")} for the search, whose return
+          convention is the stale one we just saw.
         """),
         code("""
         def find(addr, length, mode=VMFS.ANY_SPACE, max_addr=0):
@@ -613,7 +620,7 @@ def lesson_02() -> list[Cell]:
 
         - **`vm_map_findspace`** is first fit from `start`, pruning the splay tree with
           `max_free`. On failure FreeBSD 14 returns `vm_map_max − length + 1`; the man page's
-          "returns 1" is from FreeBSD 11.
+          "returns 1" describes the old interface.
         - **`vm_map_find`** = lock + search from the hint + align + insert. Modes: ANY (first
           fit), `ALIGNED_SPACE(n)` (2ⁿ), SUPER (2 MiB, only for mappings ≥ 2 MiB), OPTIMAL
           (SUPER for coloured objects, else ANY). `max_addr` bounds the end.
