@@ -20,12 +20,16 @@ from bokeh.plotting import figure
 
 from . import theme
 from .bokeh_embed import set_data
+from .linking import link_tags, linked_mark_glyph
 
 __all__ = ["Canvas", "Scene"]
 
 BOX_COLS = ("l", "r", "t", "b", "fill", "alpha", "line", "lw", "dash", "hatch", "tag", "tip")
 TEXT_COLS = ("x", "y", "text", "color", "size", "font", "style", "align", "baseline", "tag")
 HOT_COLS = ("l", "r", "t", "b", "tip")
+#: With ``Canvas(linked=True)`` the hoverable boxes also carry their tag and the tags they
+#: point at (`linking.link_tags`).
+LINKED_HOT_COLS = (*HOT_COLS, "tag", "links")
 LINE_COLS = ("x0", "y0", "x1", "y1", "color", "lw", "dash", "tag")
 
 
@@ -41,11 +45,14 @@ class Scene:
 
     def box(self, l: float, t: float, r: float, b: float, fill: str | None = "white", *,
             line: str | None = theme.CARD_BORDER, lw: float = 1.0, alpha: float = 1.0,
-            dash: str = "solid", hatch: str = " ", tag: str = "", tip: str = "") -> None:
+            dash: str = "solid", hatch: str = " ", tag: str = "", tip: str = "",
+            links: str = "") -> None:
+        """A box; with a ``tip`` it answers the hover tool, and on a linked canvas hovering it
+        outlines the boxes whose tags ``links`` lists (space-separated)."""
         self.boxes.append({"l": l, "r": r, "t": t, "b": b, "fill": fill or "white",
                            "alpha": alpha if fill else 0.0, "line": line or "white",
                            "lw": lw if line else 0.0, "dash": dash, "hatch": hatch,
-                           "tag": tag, "tip": tip})
+                           "tag": tag, "tip": tip, "links": links})
 
     def text(self, x: float, y: float, s: str, *, color: str = theme.TEXT, size: int = 11,
              mono: bool = False, bold: bool = False, italic: bool = False,
@@ -84,8 +91,10 @@ class Canvas:
     """One bokeh figure, ``width`` × ``height`` CSS pixels, drawn in pixel coordinates."""
 
     def __init__(self, *, width: int = theme.VIEW_WIDTH, height: int = 300,
-                 title: str | None = None, hover: bool = True) -> None:
+                 title: str | None = None, hover: bool = True, linked: bool = False) -> None:
         self.width = width
+        self.linked = linked and hover
+        self.hot_cols = LINKED_HOT_COLS if self.linked else HOT_COLS
         self.height = height
         fig = figure(width=width, height=height, x_range=Range1d(0, width),
                      y_range=Range1d(height, 0), tools="", toolbar_location=None)
@@ -100,7 +109,9 @@ class Canvas:
         self.texts = ColumnDataSource(_columns([], TEXT_COLS))
         self.lines = ColumnDataSource(_columns([], LINE_COLS))
         self.arrows = ColumnDataSource(_columns([], LINE_COLS))
-        self.hot = ColumnDataSource(_columns([], HOT_COLS))
+        self.hot = ColumnDataSource(_columns([], self.hot_cols))
+        #: the boxes a linked hover outlines (filled in the browser only)
+        self.mark = ColumnDataSource({"l": [], "r": [], "b": [], "t": []})
         fig.quad(left="l", right="r", top="t", bottom="b", source=self.boxes,
                      fill_color="fill", fill_alpha="alpha", line_color="line",
                      line_width="lw", line_dash="dash", hatch_pattern="hatch",
@@ -117,7 +128,11 @@ class Canvas:
         if hover:  # invisible copies of the boxes that have a tip answer the hover tool
             r = fig.quad(left="l", right="r", top="t", bottom="b", source=self.hot,
                          fill_alpha=0, line_alpha=0)
-            fig.add_tools(HoverTool(renderers=[r], tooltips=_TIP, point_policy="follow_mouse"))
+            hover_tool = HoverTool(renderers=[r], tooltips=_TIP, point_policy="follow_mouse")
+            fig.add_tools(hover_tool)
+            if self.linked:
+                linked_mark_glyph(fig, self.mark)
+                link_tags(hover_tool, self.hot, self.mark)
 
     def draw(self, scene: Scene) -> None:
         """Show ``scene`` (only boxes with a ``tip`` answer the hover tool)."""
@@ -129,7 +144,7 @@ class Canvas:
         set_data(self.texts, _columns(scene.texts, TEXT_COLS))
         set_data(self.lines, _columns(scene.lines, LINE_COLS))
         set_data(self.arrows, _columns(scene.arrows, LINE_COLS))
-        set_data(self.hot, _columns([b for b in scene.boxes if b["tip"]], HOT_COLS))
+        set_data(self.hot, _columns([b for b in scene.boxes if b["tip"]], self.hot_cols))
 
     # -- reading back what is shown (tests) --------------------------------------------------
     def shown(self, source: str = "texts") -> list[dict[str, Any]]:

@@ -27,8 +27,10 @@ class DiagramView:
 
     linkables: list[Any] = []
 
-    def __init__(self, *, height: int = 300, title: str | None = None) -> None:
-        self.canvas = Canvas(height=height, title=title)
+    def __init__(self, *, height: int = 300, title: str | None = None,
+                 linked: bool = False) -> None:
+        # linked: hovering a box outlines the boxes its ``links`` name (`linking.link_tags`)
+        self.canvas = Canvas(height=height, title=title, linked=linked)
         self.figure = self.canvas.figure
         self.embedded: Any = None
         self.last: Scene | None = None

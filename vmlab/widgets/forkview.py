@@ -10,6 +10,12 @@ address range, with the VM objects in the middle as shared boxes: a line links e
 its object, a curved arrow links a shadow object to the object it shadows. Badges: COW,
 NC (NEEDS_COPY: no private object yet, the first write will shadow), the inheritance
 (share / copy / none / zero), the number of PTEs and whether they are writable.
+
+``inherit="0x800200000:none, 0x800201000:share"`` first calls minherit(2) (sys/vm/vm_mmap.c:
+kern_minherit → vm_map_inherit) on the whole entry holding each address, so vmspace_fork's
+switch on the entry's inheritance takes another branch. Pointing at a row outlines the other
+process's row for the same range and the objects both map (`linking.link_tags`, in the
+browser); pointing at an object outlines the rows that map it.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from .diagram import DiagramView, TracedAnimation, process_states
 from .inputs import Field, InputError, parse_addr
 from .prefaultview import _need_vmspace
 
-__all__ = ["ForkView", "ForkDiagram", "parse_writes"]
+__all__ = ["ForkView", "ForkDiagram", "parse_inherit", "parse_writes"]
 
 COW, NEEDS_COPY, GUARD, GROWS_DOWN = 0x4, 0x8, 0x10000, 0x1000
 _INH = {0: "share", 1: "copy", 2: "none", 3: "zero"}
+_INH_BY_NAME = {v: k for k, v in _INH.items()}
 _OBJT_BY_NAME = {"DEFAULT": 8, "SWAP": 1, "VNODE": 2, "DEVICE": 3, "PHYS": 4, "DEAD": 5,
                  "SG": 6, "MGTDEVICE": 7}
 PX, OX0, OX1, CX = 12, 318, 542, 576  # parent x, object column, child x
@@ -37,12 +44,33 @@ TOP = 56
 MAX_ROWS = 24  # more address ranges than this: the least interesting are folded away
 
 
-def parse_writes(v: Any, *, what: str = "writes") -> list[tuple[str, int]]:
-    """``"child:0x800000000, parent:0x800001000"`` -> [("child", va), ("parent", va)]."""
+def _pair_text(x: Any) -> str:
+    """One list item as the text box shows it: ``"who:0x…"`` from a (who, address) pair, the
+    string itself, anything else as it prints (the parser then says what is wrong)."""
+    if isinstance(x, list | tuple) and len(x) == 2:
+        a, b = x
+        return f"{a}:{b:#x}" if isinstance(b, int) and not isinstance(b, bool) else f"{a}:{b}"
+    return str(x).strip()
+
+
+def as_text(v: Any) -> str:
+    """A constructor argument (string, list of strings or pairs, anything) as box text; never
+    raises, so a bad argument reaches the form's parser and is reported inline."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict):
+        v = list(v.items())
     if isinstance(v, list | tuple):
-        items = [f"{w}:{a:#x}" if isinstance(a, int) else f"{w}:{a}" for w, a in v]
-    else:
-        items = [t for t in re.split(r"[,;]", str(v)) if t.strip()]
+        return ", ".join(_pair_text(x) for x in v)
+    return str(v)
+
+
+def parse_writes(v: Any, *, what: str = "writes") -> list[tuple[str, int]]:
+    """``"child:0x800000000, parent:0x800001000"`` (or a list of such strings or of
+    (who, address) pairs) -> [("child", va), ("parent", va)]."""
+    items = [t for t in re.split(r"[,;]", as_text(v)) if t.strip()]
     out: list[tuple[str, int]] = []
     for t in items:
         who, sep, addr = t.strip().partition(":")
@@ -53,6 +81,45 @@ def parse_writes(v: Any, *, what: str = "writes") -> list[tuple[str, int]]:
                              "parent:ADDRESS")
         out.append((who, parse_addr(addr.strip(), what=f"{what} ({who})")))
     return out
+
+
+def parse_inherit(v: Any, *, what: str = "inheritance",
+                  vm: Any = None) -> list[tuple[int, int]]:
+    """``"0x800200000:none, 0x800201000:share"`` -> [(va, VM_INHERIT_*), ...]. Words: share,
+    copy, none, zero (vm_inherit_t, sys/vm/vm.h; a ``VM_INHERIT_`` prefix is allowed) or
+    0-3. With ``vm`` (a Vmspace), each address must lie inside one of its map's entries."""
+    items = [t for t in re.split(r"[,;]", as_text(v)) if t.strip()]
+    out: list[tuple[int, int]] = []
+    for t in items:
+        addr, sep, word = t.strip().rpartition(":")
+        if not sep or not addr.strip():
+            raise InputError(f"{what}: {t.strip()!r} should be ADDRESS:share, copy, none "
+                             "or zero")
+        va = parse_addr(addr.strip(), what=what)
+        w = word.strip().lower().removeprefix("vm_inherit_")
+        if w in _INH_BY_NAME:
+            inh = _INH_BY_NAME[w]
+        elif w.isdigit() and int(w) in _INH:
+            inh = int(w)
+        else:
+            raise InputError(f"{what}: {word.strip()!r} is not an inheritance (share, copy, "
+                             "none or zero)")
+        if vm is not None and _entry_range(vm, va) is None:
+            raise InputError(f"{what}: {va:#x} is not inside any entry of the map")
+        out.append((va, inh))
+    return out
+
+
+def _entry_range(vm: Any, va: int) -> tuple[int, int] | None:
+    """[start, end) of the entry of ``vm``'s map holding ``va`` (None: in a gap, or ``vm`` is
+    not a process: the target check reports that)."""
+    m = getattr(vm, "vm_map", None)
+    if m is None or not hasattr(m, "entries"):
+        return None
+    for e in m.entries():
+        if e.start <= va < e.end:
+            return int(e.start), int(e.end)
+    return None
 
 
 def _badge(sc: Scene, x: float, y: float, label: str, color: str, *, tag: str,
@@ -68,7 +135,7 @@ class ForkDiagram(DiagramView):
     """Parent and child maps side by side with their objects (see module doc)."""
 
     def __init__(self) -> None:
-        super().__init__(height=420)
+        super().__init__(height=420, linked=True)
         self.parent_pid: int | None = None
         self.child_pid: int | None = None
         self._key: int | None = None
@@ -214,6 +281,21 @@ class ForkDiagram(DiagramView):
                          tag=f"shadow:{oid}") if yb > y else sc.arrow(
                     OX0 + 14, y, OX0 + 14, yb + OBJ_H, color="#0f766e", lw=2,
                     tag=f"shadow:{oid}")
+        # what pointing at a box outlines (in the browser): a row -> both rows of its range
+        # and the objects they map; an object -> the rows that map it
+        row_links: dict[tuple[int, int], str] = {}
+        obj_links: dict[int, list[str]] = {oid: [f"obj:{oid}"] for oid in obj_y}
+        for k in keys:
+            tags = [f"row:{side}:{k[0]:#x}" for side, snap in (("p", par), ("c", chi))
+                    if snap is not None]
+            oids = []
+            for side in ("p", "c"):
+                row = ranges[k].get(side)
+                if row is not None and int(row["object"]) in obj_y:
+                    oid = int(row["object"])
+                    oids.append(f"obj:{oid}")
+                    obj_links[oid].append(f"row:{side}:{k[0]:#x}")
+            row_links[k] = " ".join(dict.fromkeys(tags + oids))
         # entry rows
         for k in keys:
             y = row_y[k]
@@ -225,16 +307,18 @@ class ForkDiagram(DiagramView):
                 if snap is None:
                     continue
                 if row is None:
-                    sc.box(x0, y, x0 + EW, y + ROW_H, None, line=theme.CARD_BORDER,
-                           dash="dashed", tag=tag)
                     why = "hole (inheritance none)" if side == "c" else "not in the parent"
+                    sc.box(x0, y, x0 + EW, y + ROW_H, None, line=theme.CARD_BORDER,
+                           dash="dashed", tag=tag, links=row_links[k],
+                           tip=f"<b>[{k[0]:#x}, {k[1]:#x})</b>: {why}")
                     sc.text(x0 + EW / 2, y + ROW_H / 2, why, size=10, italic=True,
                             color=theme.TEXT_MUTED, align="center", tag=tag)
                     continue
-                self._entry(sc, snap, row, x0, y, hl, tag)
+                self._entry(sc, snap, row, x0, y, hl, tag, links=row_links[k])
         # object boxes
         for oid, y in obj_y.items():
-            self._object(sc, objects[oid], y, oid in hl_objs)
+            self._object(sc, objects[oid], y, oid in hl_objs,
+                         links=" ".join(dict.fromkeys(obj_links[oid])))
         y = bottom + 14
         if hidden:
             sc.text(PX, y + 4, f"⋯ {hidden} more address range(s) not shown (no fault, no "
@@ -260,7 +344,7 @@ class ForkDiagram(DiagramView):
         return sc
 
     def _entry(self, sc: Scene, snap: Any, row: Any, x0: float, y: float, hl: bool,
-               tag: str) -> None:
+               tag: str, *, links: str = "") -> None:
         start, end = int(row["start"]), int(row["end"])
         ef, prot = int(row["eflags"]), int(row["protection"])
         guard = bool(ef & GUARD)
@@ -276,7 +360,7 @@ class ForkDiagram(DiagramView):
                f"offset {int(row['offset']):#x}<br>{npte} PTE(s), {writable} writable")
         sc.box(x0, y, x0 + EW, y + ROW_H, "#eef0f4" if guard else "white",
                line=theme.HIGHLIGHT if hl else theme.CARD_BORDER, lw=3 if hl else 1, tag=tag,
-               tip=tip, hatch="/" if guard else " ")
+               tip=tip, hatch="/" if guard else " ", links=links)
         sc.box(x0, y, x0 + 5, y + ROW_H, theme.prot_color(prot, ef), line=None, tag=tag)
         sc.text(x0 + 10, y + 10, f"{start:#x}", size=10, mono=True, bold=True, tag=tag)
         sc.text(x0 + 10 + 6.1 * len(f"{start:#x}") + 6, y + 10, theme.fmt_size(end - start),
@@ -300,7 +384,7 @@ class ForkDiagram(DiagramView):
             _badge(sc, x, y + 9, label, color, outline=outline, tag=f"{tag}:{label}")
             x -= 3
 
-    def _object(self, sc: Scene, o: Any, y: float, hl: bool) -> None:
+    def _object(self, sc: Scene, o: Any, y: float, hl: bool, *, links: str = "") -> None:
         tcol = theme.OBJT_COLORS.get(_OBJT_BY_NAME.get(o.type, 0), "#999999")
         kind = {"VNODE": "vnode", "SWAP": "anon", "DEFAULT": "anon", "PHYS": "phys"}.get(
             o.type, o.type.lower())
@@ -316,7 +400,7 @@ class ForkDiagram(DiagramView):
         tag = f"obj:{o.id}"
         sc.box(OX0, y, OX1, y + OBJ_H, "#fffbeb" if hl else "white",
                line=theme.HIGHLIGHT if hl else theme.CARD_BORDER, lw=3 if hl else 1.2,
-               tag=tag, tip=tip)
+               tag=tag, tip=tip, links=links)
         sc.box(OX0, y, OX0 + 6, y + OBJ_H, tcol, line=None, tag=tag)
         sc.text(OX0 + 12, y + 11, name[:30], size=11, bold=True, tag=tag)
         sc.text(OX0 + 12, y + 28, f"ref {o.ref_count} · shadows {o.shadow_count}", size=10,
@@ -364,22 +448,31 @@ def _default_writes(vm: Any) -> str:
 
 
 class ForkView(TracedAnimation):
-    """``ForkView(vm, writes="child:0x…, parent:0x…")``: fork(2) on process ``vm`` (a
-    `Vmspace`) — FreeBSD's vmspace_fork, entry by entry — then the listed user writes, each a
-    `vm_write` that may break copy-on-write. Each Run forks a new child."""
+    """``ForkView(vm, writes="child:0x…, parent:0x…", inherit="0x…:none")``: fork(2) on
+    process ``vm`` (a `Vmspace`) — FreeBSD's vmspace_fork, entry by entry — then the listed
+    user writes, each a `vm_write` that may break copy-on-write. ``inherit`` first sets the
+    inheritance of the entries holding the given addresses with minherit(2) (not animated:
+    the trace is the fork). Each Run forks a new child. Bad arguments are reported inline."""
 
     title = "fork(2): vmspace_fork and copy-on-write"
     blurb = "inheritance per entry, shared objects, then writes that break COW"
 
-    def __init__(self, vm: Any, writes: Any = None) -> None:
+    def __init__(self, vm: Any, writes: Any = None, *, inherit: Any = None) -> None:
         self.view = ForkDiagram()
         self.child: Any = None
+        self.inherited: list[tuple[int, int, int]] = []  # minherit calls of the last Run
         if writes is None:
             writes = _default_writes(vm) if _need_vmspace(vm, "ForkView") is None else ""
-        shown = writes if isinstance(writes, str) else ", ".join(
-            f"{w}:{a:#x}" for w, a in parse_writes(writes))
-        fields = [Field("writes", "then write at", _parse_writes_opt, shown, "520px")]
+        # the boxes hold text; the form's parsers judge it (inline errors, never a raise)
+        fields = [Field("inheritance", "inheritance", self._parse_inherit,
+                        as_text(inherit), "520px"),
+                  Field("writes", "then write at", _parse_writes_opt, as_text(writes),
+                        "520px")]
         super().__init__(vm, fields, [self.view], run_label="Fork")
+
+    def _parse_inherit(self, v: Any, *, what: str = "inheritance") -> list[tuple[int, int]]:
+        vm = self.target if _need_vmspace(self.target, "ForkView") is None else None
+        return parse_inherit(v, what=what, vm=vm)
 
     def check_target(self) -> str | None:
         return _need_vmspace(self.target, "ForkView")
@@ -391,6 +484,7 @@ class ForkView(TracedAnimation):
 
         self.view.parent_pid = self.target.pid
         self.view.child_pid = None
+        self.inherited = self._apply_inherit(v["inheritance"])
         self.view.before = process_snapshot(self.target, with_child=False)
         err, child = fork(self.target)
         done: list[tuple[str, int, Any]] = []
@@ -409,12 +503,40 @@ class ForkView(TracedAnimation):
                     break
         return err, child, done
 
+    def _apply_inherit(self, items: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """minherit(2) on the whole entry holding each address, before the fork and outside
+        the recording (the animation is vmspace_fork). Returns (start, end, inherit)."""
+        from vmlab.core import minherit
+
+        spans = []
+        for va, inh in items:  # check all first: a bad one changes nothing
+            r = _entry_range(self.target, va)
+            if r is None:
+                raise InputError(f"inheritance: {va:#x} is not inside any entry of the map")
+            spans.append((*r, inh))
+        saved = self.target._trace
+        self.target._trace = None
+        try:
+            for start, end, inh in spans:
+                err = minherit(self.target, start, end - start, inh)
+                if err:
+                    raise InputError(f"inheritance: minherit({start:#x}, {end - start:#x}, "
+                                     f"{_INH[inh]}) failed with errno {err}")
+        finally:
+            self.target._trace = saved
+            if self.recording is not None:
+                self.recording.mark_dirty(self.target)
+        return spans
+
     def summary(self, v: dict[str, Any], result: Any) -> str:
         err, child, done = result
+        pre = [f"minherit({s:#x}, {e - s:#x}, {_INH[i]}) → 0"
+               for s, e, i in self.inherited]
         if err:
-            body = f'fork returned <b style="color:{theme.ERROR}">errno {err}</b>'
+            body = " · ".join([*pre, f'fork returned <b style="color:{theme.ERROR}">errno '
+                               f"{err}</b>"])
         else:
-            parts = [f"fork() → child pid {child.pid}"]
+            parts = [*pre, f"fork() → child pid {child.pid}"]
             for who, va, exc in done:
                 parts.append(f"{who} writes {va:#x}: " + (
                     f'<b style="color:{theme.ERROR}">{html.escape(str(exc))}</b>' if exc else

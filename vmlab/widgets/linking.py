@@ -3,11 +3,16 @@
 Works in the browser only (a bokeh ``CustomJS`` hover callback), so it stays instant however
 busy the kernel is. All linked views must live in the same bokeh document (one `Embedded`).
 
-A *linkable* is a ``(figure, renderer, source, mark_source)`` tuple. ``source`` must have the
-columns ``start``/``end`` (the address range a glyph stands for) and ``l``/``r``/``b``/``t``
-(the glyph's bounding box in its figure's coordinates). ``mark_source`` (columns l, r, b, t)
+Two forms. Between views of the same address space (map and tree): a *linkable* is a
+``(figure, renderer, source, mark_source)`` tuple. ``source`` must have the columns
+``start``/``end`` (the address range a glyph stands for) and ``l``/``r``/``b``/``t`` (the
+glyph's bounding box in its figure's coordinates). ``mark_source`` (columns l, r, b, t)
 feeds an outline glyph the view draws on top; the callback fills it with every glyph whose
 range overlaps the pointed-at one. `linked_mark_glyph` draws that outline alike in every view.
+
+Inside one diagram (`canvas.Canvas(linked=True)`, e.g. the fork view's parent row, child row
+and object box of one address range): every hoverable box has a ``tag`` and ``links``, a
+space-separated list of the tags it points at; `link_tags` marks the boxes whose tag is listed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 from bokeh.models import ColumnDataSource, CustomJS, HoverTool
 
-__all__ = ["Linkable", "link_views", "linked_mark_glyph"]
+__all__ = ["Linkable", "link_tags", "link_views", "linked_mark_glyph"]
 
 Linkable = tuple[Any, Any, ColumnDataSource, ColumnDataSource]
 
@@ -72,3 +77,33 @@ def link_views(linkables: Sequence[Linkable]) -> None:
             tools[0].callback = cb
         else:  # a hover tool with no tooltip, just for linking
             fig.add_tools(HoverTool(renderers=[renderer], tooltips=None, callback=cb))
+
+
+# Hovering box k of ``hot`` outlines every hot box whose tag is in links[k]. The key check
+# keeps a pointer moving inside one box from re-sending the marks on every move.
+_TAG_JS = """
+const ind = cb_data.index.indices;
+let want = '';
+for (const k of ind) { if (hot.data.links[k]) { want = hot.data.links[k]; break; } }
+if (mark._vmlab_key === want) return;
+mark._vmlab_key = want;
+const keys = new Set(want.split(' ').filter((x) => x.length));
+const L = [], R = [], B = [], T = [];
+if (keys.size) {
+  const d = hot.data;
+  for (let j = 0; j < d.tag.length; j++)
+    if (keys.has(d.tag[j])) { L.push(d.l[j]); R.push(d.r[j]); B.push(d.b[j]); T.push(d.t[j]); }
+}
+mark.data = {l: L, r: R, b: B, t: T};
+"""
+# A redraw (another step) moves the boxes: drop marks that would point at the old places.
+_CLEAR_JS = "mark._vmlab_key = ''; mark.data = {l: [], r: [], b: [], t: []};"
+
+
+def link_tags(hover: HoverTool, hot: ColumnDataSource, mark: ColumnDataSource) -> None:
+    """Hovering a box of ``hot`` (columns l, r, t, b, tag, links) fills ``mark`` with the boxes
+    whose tag its ``links`` lists; any change of ``hot`` clears ``mark``."""
+    hover.callback = CustomJS(args={"hot": hot, "mark": mark}, code=_TAG_JS)
+    clear = CustomJS(args={"mark": mark}, code=_CLEAR_JS)
+    hot.js_on_change("data", clear)
+    hot.js_on_change("patching", clear)

@@ -13,6 +13,7 @@ measured build time and bytes sent for 65,530 entries.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,8 @@ from .bokeh_embed import Embedded
 from .mapview import _formatters
 from .scale import WIDTH, AddressScale
 
-__all__ = ["TYPE_COLORS", "AddressSpaceOverview", "as_snapshot", "overview_columns"]
+__all__ = ["MODES", "TYPE_COLORS", "AddressSpaceOverview", "as_snapshot",
+           "overview_columns"]
 
 #: Object / mapping type (vmlab.io's ``type`` strings, FreeBSD and Linux) -> colour.
 TYPE_COLORS: dict[str, str] = {
@@ -80,17 +82,36 @@ return v + 'B';
 _NAME = "const k = Math.round(value); return k < 0 ? '' : names[k];"
 
 
+def _is_map_snapshot(obj: Any) -> bool:
+    return hasattr(obj, "min") and hasattr(obj, "root") and \
+        isinstance(getattr(obj, "entries", None), np.ndarray)
+
+
 def as_snapshot(obj: Any) -> Any:
-    """A MapSnapshot from a MapSnapshot, a live VmMap, or anything with ``to_snapshot()``."""
-    if hasattr(obj, "entries") and hasattr(obj, "min") and hasattr(obj, "root") and \
-            isinstance(getattr(obj, "entries", None), np.ndarray):
+    """A MapSnapshot from a MapSnapshot, a live VmMap, a process (a `Vmspace`: its
+    ``vm_map``, as struct vmspace embeds its vm_map), a `ProcessSnapshot` (its ``map``), or
+    anything with ``to_snapshot()``."""
+    if _is_map_snapshot(obj):
         return obj
     if hasattr(obj, "to_snapshot"):
         return obj.to_snapshot()
+    # a Vmspace records a ProcessSnapshot, not a MapSnapshot: draw its map
+    inner = getattr(obj, "vm_map", None)
+    if inner is not None and hasattr(inner, "_trace_snapshot"):
+        return as_snapshot(inner)
+    if _is_map_snapshot(getattr(obj, "map", None)):  # a ProcessSnapshot
+        return obj.map
     if hasattr(obj, "_trace_snapshot"):
-        return obj._trace_snapshot()
-    raise TypeError(f"cannot draw {type(obj).__name__}: pass a MapSnapshot, a VmMap or an "
-                    f"imported map (anything with .to_snapshot())")
+        snap = obj._trace_snapshot()
+        if _is_map_snapshot(snap):
+            return snap
+    raise TypeError(f"cannot draw {type(obj).__name__}: pass a VmMap, a process (Vmspace), "
+                    f"a MapSnapshot, a ProcessSnapshot or an imported map (anything with "
+                    f".to_snapshot())")
+
+
+#: The axis modes the overview accepts (`scale.AddressScale.build`).
+MODES = ("log", "gaps", "linear", "auto")
 
 
 def _type_name(t: str) -> str:
@@ -146,25 +167,40 @@ def overview_columns(snap: Any, scale: AddressScale,
 
 
 class AddressSpaceOverview(W.VBox):
-    """The whole map, readable at any size. ``AddressSpaceOverview(m)`` for a VmMap,
-    a MapSnapshot or an imported map (``vmlab.io``); ``rows=`` gives per-entry dicts with
-    ``path``/``type`` (taken from ``obj.rows()`` when the object has it)."""
+    """The whole map, readable at any size. ``AddressSpaceOverview(m)`` for a VmMap, a process
+    (`Vmspace`), a MapSnapshot, a ProcessSnapshot or an imported map (``vmlab.io``); anything
+    it cannot draw (or a bad ``mode``) leaves only an inline sentence. ``rows=`` gives
+    per-entry dicts with ``path``/``type`` (taken from ``obj.rows()`` when the object has
+    it)."""
 
     def __init__(self, obj: Any, *, rows: Sequence[dict[str, Any]] | None = None,
                  mode: str = "log", title: str | None = None,
                  width: int = theme.VIEW_WIDTH, height: int = 210) -> None:
         self.error = W.HTML()
         self.error.add_class("vmlab-error")
+        self.snapshot: Any = None
         try:
-            snap = as_snapshot(obj)
+            children = self._build(obj, rows, mode, title, width, height)
         except Exception as exc:  # noqa: BLE001 - shown to the student instead of a traceback
-            self.error.value = f'<span style="color:{theme.ERROR}">{exc}</span>'
-            super().__init__([self.error])
+            # nothing half-drawn: only the sentence is shown
             self.snapshot = None
+            self.error.value = (f'<span style="color:{theme.ERROR};font-family:{theme.FONT}">'
+                                f"{html.escape(str(exc))}</span>")
+            super().__init__([self.error])
+            self.add_class("vmlab-overview")
             return
+        super().__init__(children, layout=W.Layout(max_width="880px"))
+        self.add_class("vmlab-overview")
+
+    def _build(self, obj: Any, rows: Sequence[dict[str, Any]] | None, mode: str,
+               title: str | None, width: int, height: int) -> list[W.Widget]:
+        """The figure and legend; raises (with a sentence) on anything it cannot draw."""
+        if mode not in MODES:
+            raise ValueError(f"mode: {mode!r} is not an axis mode (one of "
+                             f"{', '.join(MODES)})")
+        snap = as_snapshot(obj)
         if rows is None and hasattr(obj, "rows"):
             rows = obj.rows()
-        self.snapshot = snap
         e = snap.entries
         self.scale = AddressScale.build(snap.min, snap.max, e["start"].astype(np.float64),
                                         e["end"].astype(np.float64), mode=mode, px=width)
@@ -242,9 +278,8 @@ class AddressSpaceOverview(W.VBox):
         self.figure = fig
         self.embedded = Embedded(fig)
         legend = W.HTML(theme.legend_html(highlight=False) + _type_legend(types))
-        super().__init__([self.embedded.widget, legend, self.error],
-                         layout=W.Layout(max_width="880px"))
-        self.add_class("vmlab-overview")
+        self.snapshot = snap
+        return [self.embedded.widget, legend, self.error]
 
     def refresh(self) -> None:
         """Re-send the figure (Voilà's first render)."""
