@@ -1055,8 +1055,8 @@ def own_process(b: Book) -> None:
     **What you will learn**
     - how to read a real memory map: Linux's `/proc/self/maps` and FreeBSD's `procstat -v`;
     - how `vmlab.io` imports them into the same views as the simulated `vm_map`;
-    - how a real FreeBSD program's layout compares with the one `exec_image` simulates — and
-      what the simulation leaves out.
+    - how a FreeBSD program's layout (a constructed but realistic `procstat -v` sample)
+      compares with the one `exec_image` simulates — and what the simulation leaves out.
 
     References: {man("procstat", 1)}, {man("vm_map")},
     {src("usr.bin/procstat/procstat_vm.c")}, {src("sys/kern/imgact_elf.c")},
@@ -1091,9 +1091,12 @@ def own_process(b: Book) -> None:
     many anonymous arenas, and the `[stack]` near the top. Everything above `0x7fff...` is
     kernel territory (`[vsyscall]`), kept and shown.
 
-    ## 2. A real FreeBSD process: `procstat -v`
+    ## 2. A FreeBSD process: `procstat -v`
 
-    vmlab ships `procstat -v` of a small program, `/home/student/hello`, on FreeBSD 14/amd64.
+    vmlab ships a `procstat -v` listing of a small program, `/home/student/hello`, on FreeBSD
+    14/amd64. It is **constructed, not captured**: written in procstat's exact format, with the
+    layout FreeBSD 14 produces and plausible page counts (`vmlab/data/README.md` says how it
+    was built). Read it as a realistic example, not a measurement.
     """)
     b.code("""
     hello = load_sample("freebsd14-hello")
@@ -1124,9 +1127,15 @@ def own_process(b: Book) -> None:
 
     ## 3. Simulated `exec` vs the real one
 
-    `exec_image` maps what the kernel maps at `execve`: the program's segments, its bss, the
-    stack and the shared page. It does **not** run the dynamic linker, which is what maps
-    ld-elf.so.1, libc and the malloc arenas.
+    At `execve` the kernel's ELF image activator (`__elfN(imgact)` in imgact_elf.c) maps the
+    program's segments and its bss, and, because the program names an interpreter in its
+    `PT_INTERP` header, **the interpreter too**: `__elfN(load_interp)` → `__elfN(load_file)`
+    maps `/libexec/ld-elf.so.1` at an ASLR-randomised base. `exec_new_vmspace` adds the stack
+    and the shared page. Only then does user space run: ld-elf.so.1 `mmap`s libc, and malloc
+    `mmap`s its arenas.
+
+    `exec_image` simulates the kernel's part **except the interpreter**: program, bss, stack
+    and shared page.
     """)
     b.code("""
     sim = exec_image(name="/home/student/hello", rodata_pages=1, text_pages=1, data_pages=2, bss_pages=1)
@@ -1134,7 +1143,7 @@ def own_process(b: Book) -> None:
         print(e)
     """)
     b.md("""
-    **Predict:** which real entries have an exact twin (same start, end and protection) in the
+    **Predict:** which sample entries have an exact twin (same start, end and protection) in the
     simulation?
     """)
     b.code("""
@@ -1147,10 +1156,14 @@ def own_process(b: Book) -> None:
     What matches: the stack (128 KiB below `USRSTACK`, with its 512 MiB guard gap) and the
     shared page are exactly where `vm_map_stack` and `exec_map_sharedpage` put them; the
     program's r-- and r-x segments start at `0x200000` as lld links them. What differs:
-    - the real program has a RELRO segment (r-- after the text), so its data is split; our
+    - the sample program has a RELRO segment (r-- after the text), so its data is split; our
       simulated data segment is plain rw-;
-    - everything around `0x28b5c...` comes from the dynamic linker (`ld-elf.so.1` loads `libc`
-      at an ASLR-randomised place) and from malloc — user space, not `execve`.
+    - ld-elf.so.1 at `0x28b5c8e2e000` (and the anonymous bss after it) was mapped by the
+      kernel at `execve`, at an ASLR-randomised base; the simulation leaves the interpreter
+      out;
+    - libc and the 8 MiB arena above it were mapped later, from user space, by ld-elf.so.1
+      and by malloc.
+
     Side by side:
     """)
     b.code("Overview(sim.vm_map, title='simulated execve of /home/student/hello')")
@@ -1160,8 +1173,10 @@ def own_process(b: Book) -> None:
       `vmlab.io` parses both (and procstat's JSON, and QEMU's `info mem`) into the same views.
     - procstat's FLAG and TP columns expose FreeBSD's entry flags (COW, NEEDS_COPY, GROWS_DOWN)
       and object types; guard gaps show up as `gd`.
-    - `execve` maps only the program, bss, stack and shared page; libraries and malloc arenas
-      are the dynamic linker's and libc's work.
+    - `execve` maps the program and its bss, its interpreter ld-elf.so.1 (imgact_elf.c's
+      `load_interp`), the stack and the shared page; libc and the malloc arenas are mapped
+      afterwards from user space, by ld-elf.so.1 and malloc.
+    - The FreeBSD sample is constructed in procstat's format, not captured from a machine.
     """)
 
 
