@@ -395,7 +395,7 @@ def _vm_mmap_object(
         return EINVAL, 0
     fitit = not flags & MAP_FIXED
     if fitit:
-        addr = round_page(addr)
+        addr = round_page(addr) & _M64  # vm_offset_t arithmetic: wraps to 0 at the top
     elif addr != trunc_page(addr):
         return EINVAL, 0
     if flags & MAP_ANON:

@@ -15,6 +15,11 @@ Conventions:
 - Functions FreeBSD runs under the map lock check that the current thread holds it
   (VM_MAP_ASSERT_LOCKED) and raise `LockNotHeld` otherwise.
 - Where the kernel would panic (KASSERT), vmlab raises ValueError/RuntimeError with a sentence.
+- Addresses and sizes that become entry boundaries must be page-aligned: FreeBSD's vm_map code
+  assumes it (its callers, mmap & co. in vm_mmap.c, trunc_page/round_page first) and an
+  unaligned entry would corrupt the pmap. Every vm_map_* function taking such a value raises
+  `VmMapUnaligned` (a ValueError) before it changes anything; vm_map_findspace and
+  vm_map_lookup_entry, which FreeBSD calls with any address or size, accept anything.
 - A failed call changes nothing but what FreeBSD also changes on that path: the splay tree's
   shape when the call looked an address up before failing (vm_map_lookup_entry splays), and the
   timestamp when the call takes the lock itself.
@@ -41,7 +46,9 @@ from .constants import (
     MAP_SPLIT_BOUNDARY_SHIFT,
     MAX_INIT_PT,
     OBJT,
+    PAGE_MASK,
     PAGE_SHIFT,
+    PAGE_SIZE,
     VM_INHERIT,
     VM_MAP_FLAGS,
     VM_PROT,
@@ -78,6 +85,7 @@ __all__ = [
     "MAXPAGESIZES",
     "VmMap",
     "VmMapInconsistent",
+    "VmMapUnaligned",
     "pagesizes",
     "vm_map_check",
     "vm_map_check_protection",
@@ -120,6 +128,17 @@ NOMERGE = int(MAP_ENTRY_NOMERGE_MASK)
 
 class VmMapInconsistent(AssertionError):
     """vm_map_check found a broken invariant (FreeBSD's _vm_map_assert_consistent)."""
+
+
+class VmMapUnaligned(ValueError):
+    """An address or size that FreeBSD's vm_map code takes as page-aligned is not.
+
+    The kernel does not check: vm_map_insert would build an entry such as [0x2001, 0x3000) and
+    pmap_enter would later map the wrong page (or trip a KASSERT). Its callers round first —
+    kern_mmap, kern_munmap, kern_mprotect, kern_msync, ... use trunc_page/round_page — so vmlab
+    raises this (naming the function, the argument and the nearest aligned values) instead of
+    returning a KERN code, and the map is left exactly as it was.
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +186,17 @@ def _cow(v: Any) -> int:
     if x & ~MAP_ALL_COW_BITS:
         raise ValueError(f"cow={x:#x} has unknown MAP_* bits {x & ~MAP_ALL_COW_BITS:#x}")
     return x
+
+
+def _aligned(fname: str, name: str, v: int) -> None:
+    """Raise VmMapUnaligned unless ``v`` (already an int) is a multiple of PAGE_SIZE."""
+    if v & PAGE_MASK:
+        lo = v & ~PAGE_MASK
+        raise VmMapUnaligned(
+            f"{fname}: {name}={v:#x} is not page-aligned (a multiple of PAGE_SIZE = "
+            f"{PAGE_SIZE:#x}); the kernel's vm_map functions expect their callers to round "
+            f"first, e.g. trunc_page gives {lo:#x} and round_page gives {lo + PAGE_SIZE:#x}"
+        )
 
 
 def _entry(map: VmMap, e: Any, fname: str) -> int:
@@ -346,6 +376,8 @@ def vm_map_create(pmap: Any, min: int, max: int) -> VmMap:
     hi = _u64("max", max)
     if lo > hi:
         raise ValueError(f"vm_map_create: min {lo:#x} is above max {hi:#x}")
+    _aligned("vm_map_create", "min", lo)
+    _aligned("vm_map_create", "max", hi)
     return VmMap(pmap, lo, hi)
 
 
@@ -356,6 +388,8 @@ def vm_map_init(map: VmMap, pmap: Any, min: int, max: int) -> None:
     hi = _u64("max", max)
     if lo > hi:
         raise ValueError(f"vm_map_init: min {lo:#x} is above max {hi:#x}")
+    _aligned("vm_map_init", "min", lo)
+    _aligned("vm_map_init", "max", hi)
     map._t = EntryTable()
     map.lock = VmMapLock()
     _vm_map_init(map, pmap, lo, hi)
@@ -613,6 +647,7 @@ def vm_map_entry_resize(map: VmMap, entry: VmMapEntry, grow_amount: int) -> None
     t = map._t
     if isinstance(grow_amount, bool) or not isinstance(grow_amount, int):
         raise TypeError("grow_amount must be an integer")
+    _aligned("vm_map_entry_resize", "grow_amount", grow_amount)
     new_end = t.end[e] + grow_amount
     nxt = vm_map_entry_succ_id(map, e)
     if not t.start[e] < new_end <= t.start[nxt]:
@@ -715,7 +750,8 @@ def vm_map_insert(
     MAP_WXORX map -> KERN_PROTECTION_FAILURE; start inside an entry or the next entry starting
     before end -> KERN_NO_SPACE; MAP_CREATE_GUARD with an object or max != NONE ->
     KERN_INVALID_ARGUMENT; a bad split boundary -> KERN_INVALID_ARGUMENT. prot must be within
-    max (FreeBSD asserts it: ValueError here).
+    max (FreeBSD asserts it: ValueError here). start, end and (with an object) offset must be
+    page-aligned (VmMapUnaligned, before anything changes).
 
     Anonymous memory extends the previous entry in place when it can (same flags, adjacent,
     same protections, inheritance, cred, unwired); otherwise a new entry is linked and merged
@@ -725,6 +761,10 @@ def vm_map_insert(
     offset = _u64("offset", offset)
     start = _u64("start", start)
     end = _u64("end", end)
+    _aligned("vm_map_insert", "start", start)
+    _aligned("vm_map_insert", "end", end)
+    if object is not None:
+        _aligned("vm_map_insert", "offset", offset)
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
@@ -914,9 +954,13 @@ def vm_map_pmap_enter(
     """vm_map_pmap_enter (static in vm_map.c): pre-enter the resident, valid pages of
     ``object`` from ``pindex`` into ``map.pmap`` at ``addr`` (read-only: pmap_enter_quick), at
     most MAX_INIT_PT (96) pages into the range with MAP_PREFAULT_PARTIAL. Nothing happens
-    without READ or EXECUTE in prot, without an object or without a pmap."""
-    _pmap_enter(map, _u64("addr", addr), _prot("prot", prot), object, _u64("pindex", pindex),
-                _u64("size", size), _cow(flags))
+    without READ or EXECUTE in prot, without an object or without a pmap. ``addr`` and
+    ``size`` must be page-aligned (VmMapUnaligned)."""
+    a = _u64("addr", addr)
+    sz = _u64("size", size)
+    _aligned("vm_map_pmap_enter", "addr", a)
+    _aligned("vm_map_pmap_enter", "size", sz)
+    _pmap_enter(map, a, _prot("prot", prot), object, _u64("pindex", pindex), sz, _cow(flags))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1041,6 +1085,7 @@ def vm_map_clip_start(map: VmMap, entry: VmMapEntry, startaddr: int) -> KERN:
     a = _u64("startaddr", startaddr)
     if e == HEADER:
         raise ValueError("vm_map_clip_start: cannot clip the header")
+    _aligned("vm_map_clip_start", "startaddr", a)
     _call(map, "vm_map_clip_start", entry=e, startaddr=a)
     rv = _clip_start(map, e, a)
     return _ret(map, "vm_map_clip_start", rv, why="the address is not aligned to the entry's "
@@ -1056,6 +1101,7 @@ def vm_map_clip_end(map: VmMap, entry: VmMapEntry, endaddr: int) -> KERN:
     a = _u64("endaddr", endaddr)
     if e == HEADER:
         raise ValueError("vm_map_clip_end: cannot clip the header")
+    _aligned("vm_map_clip_end", "endaddr", a)
     _call(map, "vm_map_clip_end", entry=e, endaddr=a)
     rv = _clip_end(map, e, a)
     return _ret(map, "vm_map_clip_end", rv, why="the address is not aligned to the entry's "
@@ -1251,6 +1297,8 @@ def vm_map_delete(map: VmMap, start: int, end: int) -> KERN:
     vm_map_assert_locked(map, "vm_map_delete")
     start = _u64("start", start)
     end = _u64("end", end)
+    _aligned("vm_map_delete", "start", start)
+    _aligned("vm_map_delete", "end", end)
     if map._trace is not None:
         _call(map, "vm_map_delete", start=start, end=end)
     if end < start:
@@ -1277,6 +1325,8 @@ def vm_map_remove(map: VmMap, start: int, end: int) -> KERN:
 
     start = _u64("start", start)
     end = _u64("end", end)
+    _aligned("vm_map_remove", "start", start)
+    _aligned("vm_map_remove", "end", end)
     _call(map, "vm_map_remove", start=start, end=end)
     vm_map_lock(map)
     try:
@@ -1298,6 +1348,8 @@ def vm_map_check_protection(map: VmMap, start: int, end: int, protection: int) -
     vm_map_assert_locked(map, "vm_map_check_protection", read_ok=True)
     start = _u64("start", start)
     end = _u64("end", end)
+    _aligned("vm_map_check_protection", "start", start)
+    _aligned("vm_map_check_protection", "end", end)
     protection = _int("protection", protection, 8)
     _call(map, "vm_map_check_protection", start=start, end=end, protection=protection)
     t = map._t
@@ -1322,12 +1374,17 @@ def vm_map_check(map: VmMap) -> None:
     """Check every invariant of FreeBSD's _vm_map_assert_consistent and more: address order,
     no overlap, start < end, entries inside [min, max], the threaded links (each missing child
     points at the in-order neighbour, header.right/left are the first/last entry), every node's
-    max_free, nentries and size. Raises VmMapInconsistent naming the first bad entry."""
+    max_free, nentries and size, and page alignment (the map's bounds, every entry's start and
+    end, and the offset of every entry with an object: a guard gap keeps its stack's
+    protections in its offset, so its offset is not checked). Raises VmMapInconsistent naming
+    the first bad entry."""
     t = map._t
     S, E, L, R, MF = t.start, t.end, t.left, t.right, t.max_free
     lo, hi = vm_map_min(map), vm_map_max(map)
     if not t.eflags[HEADER] & ME.HEADER:
         raise VmMapInconsistent("the header lost its MAP_ENTRY_HEADER flag")
+    if lo & PAGE_MASK or hi & PAGE_MASK:
+        raise VmMapInconsistent(f"the map's bounds [{lo:#x}, {hi:#x}) are not page-aligned")
     if map.root == NULL:
         if map.nentries != 0 or map.size != 0:
             raise VmMapInconsistent(
@@ -1379,6 +1436,12 @@ def vm_map_check(map: VmMap) -> None:
             raise VmMapInconsistent(f"entry #{e} is linked but its slot is on the free list")
         if not S[e] < E[e]:
             raise VmMapInconsistent(f"{_er(t, e)}: start is not below end")
+        if S[e] & PAGE_MASK or E[e] & PAGE_MASK:
+            raise VmMapInconsistent(f"{_er(t, e)} is not page-aligned")
+        if t.objects[e] is not None and t.offset[e] & PAGE_MASK:
+            raise VmMapInconsistent(
+                f"{_er(t, e)}: its object offset {t.offset[e]:#x} is not page-aligned"
+            )
         if S[e] < prev_end:
             raise VmMapInconsistent(
                 f"{_er(t, e)} starts below the end {prev_end:#x} of the entry before it"

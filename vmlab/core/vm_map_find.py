@@ -4,6 +4,10 @@ the stack builders vm_map_stack / vm_map_stack_locked (sys/vm/vm_map.c, FreeBSD 
 These take and release the map lock themselves (vm_map_stack_locked excepted). Results that C
 writes through ``*addr`` come back as ``(kern_return, addr)``; on failure ``addr`` carries no
 meaning (it is whatever the search left there, as in C).
+
+Addresses, lengths and (with an object) offsets must be page-aligned, as FreeBSD's callers
+(vm_mmap_object, exec) make them: anything else raises `VmMapUnaligned` before the map is
+locked. ``max_addr`` is only a bound and may be any value.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .vm_map import (
     MF,
     PR,
     VmMap,
+    _aligned,
     _call,
     _check_prot_max,
     _cow,
@@ -129,6 +134,8 @@ def vm_map_find_aligned(
     length = _u64("length", length)
     max_addr = _u64("max_addr", max_addr)
     alignment = _u64("alignment", alignment)
+    _aligned("vm_map_find_aligned", "addr", addr)
+    _aligned("vm_map_find_aligned", "length", length)
     if alignment & (alignment - 1):
         raise ValueError(f"alignment {alignment:#x} is not a power of two")
     _call(map, "vm_map_find_aligned", addr=addr, length=length, max_addr=max_addr,
@@ -180,6 +187,10 @@ def vm_map_find(
     addr = _u64("addr", addr)
     length = _u64("length", length)
     max_addr = _u64("max_addr", max_addr)
+    _aligned("vm_map_find", "addr", addr)
+    _aligned("vm_map_find", "length", length)
+    if object is not None:
+        _aligned("vm_map_find", "offset", offset)
     find_space = _int("find_space", find_space, 32)
     prot = _prot("prot", prot)
     max = _prot("max", max)
@@ -353,6 +364,10 @@ def vm_map_find_min(
     hint and min_addr is below it, try again from min_addr. Returns (KERN, addr)."""
     hint = _u64("addr", addr)
     min_addr = _u64("min_addr", min_addr)
+    # Checked here too: a min_addr only used on the retry must not fail after a first try.
+    _aligned("vm_map_find_min", "addr", hint)
+    _aligned("vm_map_find_min", "min_addr", min_addr)
+    _aligned("vm_map_find_min", "length", _u64("length", length))
     addr = hint
     while True:
         rv, addr = vm_map_find(map, object, offset, addr, length, max_addr, find_space, prot,
@@ -378,6 +393,10 @@ def vm_map_fixed(
     offset = _u64("offset", offset)
     start = _u64("start", start)
     length = _u64("length", length)
+    _aligned("vm_map_fixed", "start", start)
+    _aligned("vm_map_fixed", "length", length)
+    if object is not None:
+        _aligned("vm_map_fixed", "offset", offset)
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
@@ -510,6 +529,9 @@ def vm_map_stack_locked(
     addrbos = _u64("addrbos", addrbos)
     max_ssize = _u64("max_ssize", max_ssize)
     growsize = _u64("growsize", growsize)
+    _aligned("vm_map_stack_locked", "addrbos", addrbos)
+    _aligned("vm_map_stack_locked", "max_ssize", max_ssize)
+    _aligned("vm_map_stack_locked", "growsize", growsize)
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)
@@ -535,6 +557,8 @@ def vm_map_stack(
     stack would exceed RLIMIT_VMEM; else vm_map_stack_locked with growsize = kern.sgrowsiz."""
     addrbos = _u64("addrbos", addrbos)
     max_ssize = _u64("max_ssize", max_ssize)
+    _aligned("vm_map_stack", "addrbos", addrbos)
+    _aligned("vm_map_stack", "max_ssize", max_ssize)
     prot = _prot("prot", prot)
     max = _prot("max", max)
     cow = _cow(cow)

@@ -2,6 +2,8 @@
 
 Both take the map lock themselves, clip the range out of the entries it covers, change them and
 merge what became mergeable. vm_map_protect validates the whole range before changing anything.
+start and end must be page-aligned (`VmMapUnaligned` otherwise, before the lock is taken), as
+kern_mprotect / kern_minherit make them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .vm_map import (
     MF,
     PR,
     VmMap,
+    _aligned,
     _call,
     _clip_end,
     _clip_start,
@@ -58,6 +61,8 @@ def vm_map_protect(
     """
     start = _u64("start", start)
     end = _u64("end", end)
+    _aligned("vm_map_protect", "start", start)
+    _aligned("vm_map_protect", "end", end)
     new_prot = _int("new_prot", new_prot, 8)
     new_maxprot = _int("new_maxprot", new_maxprot, 8)
     flags = _int("flags", flags, 32)
@@ -226,6 +231,8 @@ def vm_map_inherit(map: VmMap, start: int, end: int, new_inheritance: int) -> KE
     becomes ZERO, and merges. Holes are ignored."""
     start = _u64("start", start)
     end = _u64("end", end)
+    _aligned("vm_map_inherit", "start", start)
+    _aligned("vm_map_inherit", "end", end)
     if isinstance(new_inheritance, bool):
         raise TypeError("new_inheritance must be an integer")
     try:

@@ -3,6 +3,9 @@ vm_map_wire / vm_map_unwire (sys/vm/vm_map.c, FreeBSD 14; vm_object_sync in vm_o
 
 vm_map_clean is the 4.4BSD/H96 name of vm_map_sync; both names are exported and behave as
 FreeBSD 14's vm_map_sync.
+
+start and end must be page-aligned, as kern_msync / kern_madvise / kern_mlock make them;
+anything else raises `VmMapUnaligned` before the map is locked.
 """
 
 from __future__ import annotations
@@ -55,6 +58,17 @@ def _rec(map: VmMap, kind: str, text: str, **data: Any) -> None:
         tr.record(owner, kind, text, **data)
 
 
+def _range_args(fname: str, start: Any, end: Any) -> tuple[int, int]:
+    """start and end as vm_offset_t values, page-aligned (VmMapUnaligned otherwise)."""
+    from .vm_map import _aligned, _u64
+
+    s = _u64("start", start)
+    e = _u64("end", end)
+    _aligned(fname, "start", s)
+    _aligned(fname, "end", e)
+    return s, e
+
+
 def vm_map_sync(map: VmMap, start: int, end: int, syncio: bool, invalidate: bool) -> KERN:
     """vm_map_sync (vm_map.c): msync's work. Read-locks the map and clamps the range.
 
@@ -67,9 +81,10 @@ def vm_map_sync(map: VmMap, start: int, end: int, syncio: bool, invalidate: bool
     from .vm_map import _range_check, vm_map_entry_succ, vm_map_lookup_entry
     from .vm_object import vm_object_deallocate, vm_object_reference, vm_object_sync
 
+    start, end = _range_args("vm_map_sync", start, end)
     vm_map_lock_read(map)
     try:
-        start, end = _range_check(map, int(start), int(end))
+        start, end = _range_check(map, start, end)
         found, first = vm_map_lookup_entry(map, start)
         if not found:
             return KERN.INVALID_ADDRESS
@@ -134,7 +149,7 @@ def vm_map_madvise(map: VmMap, start: int, end: int, behav: int) -> int:
         vm_map_try_merge_entries,
     )
 
-    start, end = int(start), int(end)
+    start, end = _range_args("vm_map_madvise", start, end)
     if behav in (_MADV_NORMAL, _MADV_SEQUENTIAL, _MADV_RANDOM, _MADV_NOSYNC, _MADV_AUTOSYNC,
                  _MADV_NOCORE, _MADV_CORE):
         if start == end:
@@ -237,6 +252,7 @@ def vm_map_madvise(map: VmMap, start: int, end: int, behav: int) -> int:
 
 def vm_map_wire(map: VmMap, start: int, end: int, flags: int) -> KERN:
     """vm_map_wire(9): lock the map and `vm_map_wire_locked`."""
+    _range_args("vm_map_wire", start, end)
     vm_map_lock(map)
     try:
         return vm_map_wire_locked(map, start, end, flags)
@@ -260,8 +276,9 @@ def _wire_entry_failure(map: VmMap, entry: Any, failed_addr: int) -> None:
 def vm_map_wire_locked(map: VmMap, start: int, end: int, flags: int) -> KERN:
     """vm_map_wire_locked (vm_map.c): wire [start, end) (the map is locked exclusively).
 
-    Each entry is clipped; one without READ/EXECUTE (or without WRITE under VM_MAP_WIRE_WRITE)
-    is skipped with HOLESOK, else → KERN_INVALID_ADDRESS; an unwired entry gets wired_count 1
+    start == end → KERN_SUCCESS at once. Each entry is clipped; one without READ/EXECUTE (or
+    without WRITE under VM_MAP_WIRE_WRITE) is skipped with HOLESOK, else →
+    KERN_INVALID_ADDRESS; an unwired entry gets wired_count 1
     and every page is faulted in with VM_FAULT_WIRE (the map unlocked meanwhile, as FreeBSD
     does; COW is broken because a wired fault asks for the entry's whole protection); a user
     wire of an already user-wired entry changes nothing. A hole without HOLESOK →
@@ -282,7 +299,10 @@ def vm_map_wire_locked(map: VmMap, start: int, end: int, flags: int) -> KERN:
     holes_ok = bool(flags & VM_MAP_WIRE_HOLESOK)
     user_wire = bool(flags & VM_MAP_WIRE_USER)
     prot = int(VM_PROT.WRITE) if flags & VM_MAP_WIRE_WRITE else 0
-    start, end = _range_check(map, int(start), int(end))
+    start, end = _range_args("vm_map_wire", start, end)
+    if start == end:  # before the range check, as FreeBSD (an empty mlock clips nothing)
+        return KERN.SUCCESS
+    start, end = _range_check(map, start, end)
     found, first = vm_map_lookup_entry(map, start)
     if not found:
         if not holes_ok:
@@ -372,9 +392,12 @@ def vm_map_unwire(map: VmMap, start: int, end: int, flags: int) -> KERN:
 
     holes_ok = bool(flags & VM_MAP_WIRE_HOLESOK)
     user_unwire = bool(flags & VM_MAP_WIRE_USER)
+    start, end = _range_args("vm_map_unwire", start, end)
+    if start == end:  # before taking the lock, as FreeBSD
+        return KERN.SUCCESS
     vm_map_lock(map)
     try:
-        start, end = _range_check(map, int(start), int(end))
+        start, end = _range_check(map, start, end)
         found, first = vm_map_lookup_entry(map, start)
         if not found:
             if not holes_ok:
