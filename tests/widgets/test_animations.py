@@ -157,6 +157,10 @@ def test_lock_timeline_records_holders_and_stops_when_blocking():
     assert "B:lock_read" in lt2.result.value and theme.ERROR in lt2.result.value
     bad = LockTimeline(make_map(), "A:grab")
     assert "unknown lock operation" in bad.form.error.value
+    # a bad list script is shown as typed and reported inline, never raised
+    bad_list = LockTimeline(make_map(), ["A:nope"])
+    assert bad_list.form.boxes["script"].value == "A:nope"
+    assert "unknown lock operation" in bad_list.form.error.value and bad_list.trace is None
 
 
 def test_overview_of_map_snapshot_and_rows():

@@ -324,8 +324,7 @@ class LockTimeline(Animation):
 
     def __init__(self, map: Any, script: Any = "A:lock_read, B:lock_read, B:unlock_read, "
                                                "A:lock_upgrade, A:unlock") -> None:
-        shown = script if isinstance(script, str) else ", ".join(
-            f"{t}:{o}" if t else o for t, o in parse_ops(script))
+        shown = script if isinstance(script, str) else _script_text(script)
         fields = [Field("script", "script", parse_ops, shown, "640px")]
         super().__init__(map, fields, [LockView()], run_label="Run")
 
@@ -357,3 +356,15 @@ def Overview(obj: Any, *, rows: Sequence[dict[str, Any]] | None = None,  # noqa:
     """The whole address space of a VmMap, MapSnapshot or imported map (see
     `AddressSpaceOverview`)."""
     return AddressSpaceOverview(obj, rows=rows, mode=mode, title=title)
+
+
+def _script_text(script: Any) -> str:
+    """A non-string lock script as box text; a bad one is shown as typed, so the form reports
+    it inline instead of the constructor raising."""
+    try:
+        return ", ".join(f"{t}:{o}" if t else o for t, o in parse_ops(script))
+    except InputError:
+        if isinstance(script, list | tuple):
+            return ", ".join(":".join(map(str, x)) if isinstance(x, list | tuple) else str(x)
+                             for x in script)
+        return str(script)
