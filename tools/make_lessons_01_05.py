@@ -876,11 +876,18 @@ def lesson_03() -> list[Cell]:
         assert m.nentries == 1 and m.entries()[0].offset == 0
         """),
         md("""
-        **One** again. The object is now shared by two entries, so the extend path cannot just
-        grow the left piece. Instead `vm_map_insert` makes a new entry that uses the *same*
-        object at the next offset (`0x1000`), and then `try_merge` joins it with the left
-        piece (offsets `0` and `0x1000` continue) and with the right one (`0x2000` continues
-        too). Step through the animation above to see both merges.
+        **One** again, by the extend path. The new range starts where the left piece ends, so
+        `vm_map_insert` asks `vm_object_coalesce` whether the left piece's object can back it
+        too, at the next offset (`0x1000`). Two entries map the object now, but it is still
+        marked `OBJ_ONEMAPPING` (clipping does not clear it: each piece maps a different part
+        of it), so the answer is yes: the stale page at offset `0x1000` is discarded, so the
+        new memory reads as zeros. Then:
+
+        - **extend**: the left piece simply grows to end at `0x12000`;
+        - **merge**: `try_merge` joins it with the right piece, whose offset `0x2000` continues
+          exactly.
+
+        No new entry is made. Step through the animation above: one `extend`, one `merge`.
 
         ## 5. `vm_map_delete` and `vm_map_remove`
 

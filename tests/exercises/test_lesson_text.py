@@ -21,3 +21,32 @@ def test_no_unformatted_placeholders(path: Path) -> None:
     bad = [i for i, c in enumerate(nb.cells)
            if c.cell_type == "markdown" and PLACEHOLDER.search(c.source)]
     assert bad == [], f"{path.name}: cells {bad} show a literal {{man(...)}} / {{src(...)}}"
+
+
+def test_lesson03_heal_is_extend_then_one_merge() -> None:
+    """Lesson 03 §4 says re-inserting the deleted page takes the extend path (the object is
+    still OBJ_ONEMAPPING, so vm_object_coalesce agrees), then one merge; no new entry."""
+    from vmlab.core import (
+        VM_PROT,
+        recording,
+        vm_map_create,
+        vm_map_delete,
+        vm_map_insert,
+        vm_map_lock,
+        vm_map_unlock,
+    )
+
+    rw = VM_PROT.READ | VM_PROT.WRITE
+    m = vm_map_create(None, 0x1000, 0x40000)
+    vm_map_lock(m)
+    for a in (0x10000, 0x12000, 0x14000):
+        vm_map_insert(m, None, 0, a, a + 0x2000, rw, VM_PROT.ALL, 0)
+    vm_map_delete(m, 0x11000, 0x12000)
+    vm_map_unlock(m)
+    with recording(m) as tr:
+        vm_map_lock(m)
+        vm_map_insert(m, None, 0, 0x11000, 0x12000, rw, VM_PROT.ALL, 0)
+        vm_map_unlock(m)
+    kinds = [s.kind for s in tr.steps if s.kind in ("extend", "merge", "link")]
+    assert kinds == ["extend", "merge"]
+    assert [(e.start, e.end, e.offset) for e in m.entries()] == [(0x10000, 0x16000, 0)]
