@@ -422,17 +422,26 @@ def forks(b: Book) -> None:
     b.md("""
     ## 1. A parent with three kinds of memory
 
-    The parent maps three anonymous pages, writes to each, and then uses `minherit` on the
-    second (SHARE) and third (NONE). The first keeps the default, COPY.
+    The parent maps three anonymous pages, writes to each, and then sets the inheritance of
+    the second (SHARE) and third (NONE). The first keeps the default, COPY.
+
+    `minherit(2)` is a thin wrapper: `kern_minherit` rounds the range to pages and calls
+    **`vm_map_inherit(map, start, end, inheritance)`**, turning its KERN code into an errno.
+    We use the system call for SHARE and call `vm_map_inherit` by its own name for NONE. Like
+    FreeBSD's, it takes the map lock itself (`vm_map_lock` … `vm_map_unlock` inside), so the
+    caller must **not** hold it.
     """)
     b.code("""
     parent = exec_image(name="/bin/server")
     err, a = mmap(parent, 0, 3 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_ANON | MAP_PRIVATE)
     for i in range(3):
         vm_write(parent, a + i * PAGE_SIZE, f"parent page {i}")
-    print("minherit SHARE:", minherit(parent, a + PAGE_SIZE, PAGE_SIZE, INHERIT_SHARE))
-    print("minherit NONE: ", minherit(parent, a + 2 * PAGE_SIZE, PAGE_SIZE, INHERIT_NONE))
-    print("minherit 7:    ", minherit(parent, a, PAGE_SIZE, 7), "(EINVAL)")
+    print("minherit SHARE:     ", minherit(parent, a + PAGE_SIZE, PAGE_SIZE, INHERIT_SHARE))
+    rv = vm_map_inherit(parent.vm_map, a + 2 * PAGE_SIZE, a + 3 * PAGE_SIZE, VM_INHERIT.NONE)
+    print("vm_map_inherit NONE:", f"KERN_{rv.name}")
+    rv = vm_map_inherit(parent.vm_map, a, a + PAGE_SIZE, 7)
+    print("vm_map_inherit 7:   ", f"KERN_{rv.name}")
+    print("minherit 7:         ", minherit(parent, a, PAGE_SIZE, 7), "(EINVAL)")
     """)
     b.md("""
     `vm_map_inherit` had to **clip** the single 3-page entry into three, because inheritance is
@@ -458,9 +467,14 @@ def forks(b: Book) -> None:
     """)
     b.md("""
     **No page was copied.** COPY entries with an object now point to the *same* object in both
-    processes, both marked `COW|NEEDS_COPY`, and the parent's writable PTE was write-protected
-    (`pmap_protect`) so its next write faults too. The SHARE entry maps the same object, with
-    no COW. The NONE entry is simply absent in the child: a hole.
+    processes, both marked `COW|NEEDS_COPY`. The SHARE entry maps the same object, with no
+    COW. The NONE entry is simply absent in the child: a hole.
+
+    Count the `pmap_protect` lines: just **one**, for `a`. `vm_map_copy_entry` write-protects
+    the parent's PTEs only for an entry that is writable *and* not yet `NEEDS_COPY`, so that
+    the parent's next write to it faults too. The program's rodata (`r--`) and text (`r-x`)
+    have no write permission to take away, and its data segment has been `NEEDS_COPY`, hence
+    write-protected, since `execve`: none of the three needs the call.
     """)
     b.code("child.vm_map.entries()")
     b.code("""
@@ -551,8 +565,10 @@ def forks(b: Book) -> None:
     b.md("""
     ## Recap
     - Inheritance is per entry; `vm_map_inherit` clips so that only the range changes.
-    - `vmspace_fork`: COPY → same object, both `COW|NEEDS_COPY`, parent PTEs write-protected;
-      SHARE → same object, no COW; NONE → a hole; ZERO → a new empty entry.
+    - `minherit(2)` calls `vm_map_inherit`, which takes the map lock itself.
+    - `vmspace_fork`: COPY → same object, both `COW|NEEDS_COPY`, and the parent's PTEs
+      write-protected when the entry was writable and not yet `NEEDS_COPY`; SHARE → same
+      object, no COW; NONE → a hole; ZERO → a new empty entry.
     - Fork copies no page. The first write faults; `vm_object_shadow` puts a new object in
       front of the shared one and the page is copied into it.
     """)
