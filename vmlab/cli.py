@@ -10,12 +10,14 @@ Subcommands (argparse subparsers; each adds itself in ``_add_<name>``):
 
 Exit codes scripts can rely on: 0 success; 1 the input had lines that could not be imported
 (each reported on stderr as ``line N: reason``) or its format could not be recognised;
-2 usage errors (bad arguments, unreadable file or process).
+2 usage errors (bad arguments, unreadable file or process); 3 an internal error (a bug: one
+line on stderr, the traceback with ``VMLAB_DEBUG=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -26,11 +28,21 @@ from pathlib import Path
 
 from vmlab import __version__
 
-__all__ = ["EXIT_ISSUES", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_INTERNAL",
+    "EXIT_ISSUES",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "find_notebooks",
+    "lab_command",
+    "main",
+    "notebook_candidates",
+]
 
 EXIT_OK = 0
 EXIT_ISSUES = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 
 _IMPORT_EXAMPLES = """\
 examples:
@@ -48,6 +60,11 @@ examples:
   vmlab lab                               # JupyterLab on the lessons, 127.0.0.1, random token
   VMLAB_TOKEN=secret vmlab lab --port 8899
   vmlab lab --notebooks ~/my-lessons
+
+The lessons are not installed with the package. Without --notebooks, vmlab lab serves
+$VMLAB_NOTEBOOKS if set, else notebooks/ of the checkout vmlab runs from (a source checkout or
+'pip install -e .'), else ./notebooks; after 'pip install .' run it from the checkout or pass
+--notebooks DIR. As root (uid 0) it adds --allow-root, like 'make lab'.
 """
 
 
@@ -98,7 +115,9 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
         epilog=_LAB_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--notebooks", metavar="DIR", help="folder to serve (default: the lessons)")
+    p.add_argument("--notebooks", metavar="DIR",
+                   help="folder to serve (default: $VMLAB_NOTEBOOKS, else the checkout's "
+                   "notebooks/, else ./notebooks)")
     p.add_argument("--port", type=int, help="port (default: JupyterLab's, 8888 or next free)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.set_defaults(func=_cmd_lab)
@@ -212,6 +231,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
         what = f"process {src}" if src.isdigit() else src
         print(f"vmlab import: cannot read {what}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not imported.entries and not imported.issues:
+        # Empty input, or only blank/header lines: as with --format auto (which cannot even
+        # tell the format), nothing was imported, and a script must not read that as success.
+        where = "standard input" if src == "-" else imported.source_name or src
+        print(f"vmlab import: no mappings found in {where} (format {imported.format})",
+              file=sys.stderr)
+        return EXIT_ISSUES
     if args.json:
         _write(sys.stdout, json.dumps([e.to_dict() for e in imported.entries], indent=1) + "\n")
     else:
@@ -223,17 +249,57 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return EXIT_ISSUES if imported.issues else EXIT_OK
 
 
-def find_notebooks() -> Path | None:
-    """The lessons folder: ``notebooks/`` next to the package (source checkout or editable
-    install), or ``$VMLAB_NOTEBOOKS``."""
+def notebook_candidates() -> list[Path]:
+    """Where `vmlab lab` looks for the lessons, in order (the first that exists wins).
+
+    The notebooks are not package data (they live in the source tree's ``notebooks/``), so:
+    ``$VMLAB_NOTEBOOKS`` when set (then nothing else); ``notebooks/`` of the checkout this
+    package runs from (a source checkout or ``pip install -e .``); ``./notebooks`` of the
+    current directory when it holds notebooks (a checkout, after a non-editable install).
+    """
     env = os.environ.get("VMLAB_NOTEBOOKS")
     if env:
-        return Path(env)
+        return [Path(env)]
     here = Path(__file__).resolve().parent
-    for cand in (here.parent / "notebooks", here / "notebooks"):
-        if cand.is_dir():
+    return [here.parent / "notebooks", Path.cwd() / "notebooks"]
+
+
+def find_notebooks() -> Path | None:
+    """The lessons folder (see `notebook_candidates`), or None when there is none."""
+    cands = notebook_candidates()
+    for i, cand in enumerate(cands):
+        # ./notebooks of an unrelated project must hold notebooks to count; the checkout's
+        # own folder and $VMLAB_NOTEBOOKS are taken as they are.
+        if cand.is_dir() and (i == 0 or any(cand.glob("*.ipynb"))):
             return cand
     return None
+
+
+def lab_command(folder: Path, token: str, port: int | None = None, no_browser: bool = False,
+                as_root: bool | None = None) -> list[str]:
+    """The argv `vmlab lab` runs: JupyterLab on 127.0.0.1 with a token, serving ``folder``.
+
+    Same options as the Makefile's ``lab`` target, including ``--allow-root`` when running
+    as root (uid 0; ``as_root`` None means ask os.geteuid()): Jupyter Server refuses to start
+    as root without it (containers and teaching VMs often run as root).
+    """
+    if as_root is None:
+        as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={folder}",
+    ]
+    if port:
+        cmd.append(f"--ServerApp.port={port}")
+    if no_browser:
+        cmd.append("--no-browser")
+    if as_root:
+        cmd.append("--allow-root")
+    return cmd
 
 
 _REPLAY_EXAMPLES = """\
@@ -242,10 +308,12 @@ examples:
   vmlab replay my.json --html my.html             # the animation as one offline web page
   vmlab replay my.json --trace my-trace.json      # the trace (docs/trace-format.md)
   vmlab replay --list                             # the shipped scenarios
+  cat my.json | vmlab replay -                    # standard input (always read as JSON text)
 
 exit status: 0 every step ran and met its "expect", 1 a step's result differed from its
-"expect" or the kernel would have panicked, 2 usage error or invalid scenario (the message
-names the bad field, e.g. steps[3].args.len)
+"expect", the kernel would have panicked, or a step could not run because an earlier step
+failed to save the $name (or create the process) it uses, 2 usage error or invalid scenario
+(not UTF-8, not JSON, or the message names the bad field, e.g. steps[3].args.len)
 """
 
 
@@ -298,7 +366,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         if src == "-":
-            sc = S.load_scenario(sys.stdin.read() or "{}")
+            # Standard input is always the scenario's text, never a file name.
+            stdin = getattr(sys.stdin, "buffer", None)
+            data = stdin.read() if stdin is not None else sys.stdin.read()
+            sc = S.parse_scenario(data, "standard input")
         elif not os.path.exists(src) and src in S.example_names():
             sc = S.load_example(src)
         else:
@@ -334,27 +405,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    folder = Path(args.notebooks) if args.notebooks else find_notebooks()
-    if folder is None or not folder.is_dir():
-        print(
-            f"vmlab lab: notebooks folder {str(folder) if folder else ''} not found; "
-            "pass --notebooks DIR or set VMLAB_NOTEBOOKS",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    if args.notebooks:
+        folder: Path | None = Path(args.notebooks)
+        if not folder.is_dir():
+            print(f"vmlab lab: notebooks folder {folder} not found", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        folder = find_notebooks()
+        if folder is None:
+            looked = ", ".join(str(c) for c in notebook_candidates())
+            print(f"vmlab lab: lessons folder not found (looked in {looked}); the notebooks "
+                  "are not installed with the package: pass --notebooks DIR (the notebooks/ "
+                  "folder of a vmlab checkout) or set VMLAB_NOTEBOOKS", file=sys.stderr)
+            return EXIT_USAGE
     token = os.environ.get("VMLAB_TOKEN") or secrets.token_hex(16)
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--ServerApp.ip=127.0.0.1",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={folder}",
-    ]
-    if args.port:
-        cmd.append(f"--ServerApp.port={args.port}")
-    if args.no_browser:
-        cmd.append("--no-browser")
+    cmd = lab_command(folder, token, args.port, args.no_browser)
     print(f"vmlab lab: serving {folder} on 127.0.0.1 (token in the URL below)", file=sys.stderr)
     try:
         return subprocess.call(cmd, cwd=folder)
@@ -366,10 +431,33 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vmlab`` console script; returns the exit code."""
+    """Entry point of the ``vmlab`` console script; returns the exit code.
+
+    Errors are one line on stderr and a non-zero exit, never a traceback: each command reports
+    what it expects to go wrong; a closed output pipe (``vmlab import ... | head``) ends
+    quietly; anything else is reported as an internal error (EXIT_INTERNAL), with the
+    traceback only when $VMLAB_DEBUG is set.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away: stop writing (and keep Python from complaining at exit).
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ISSUES
+    except KeyboardInterrupt:
+        print(f"vmlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if os.environ.get("VMLAB_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(f"vmlab {args.command}: internal error (a bug in vmlab; VMLAB_DEBUG=1 shows the "
+              f"traceback): {type(exc).__name__}: {first}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from vmlab.core.constants import VM_PROT
 
-from .model import ADDRESS_LIMIT, ImportedEntry, ImportedMap, ParseIssue
+from .model import ADDRESS_LIMIT, ImportedEntry, ImportedMap, ParseIssue, decimal_field
 
 __all__ = ["parse_linux_maps"]
 
@@ -114,8 +114,9 @@ def _parse_header(parts: list[str], no: int) -> ImportedEntry | str:
     major, csep, minor = dev.partition(":")
     if not csep or not _is_hex(major) or not _is_hex(minor):
         return f"device {dev[:24]!r} is not 'major:minor' in hex"
-    if not ino.isascii() or not ino.isdigit():
-        return f"inode {ino[:24]!r} is not a decimal number"
+    inode = decimal_field(ino, "inode")
+    if isinstance(inode, str):
+        return inode
     path = parts[5] if len(parts) > 5 else ""
     flags: frozenset[str] = frozenset()
     if path:
@@ -145,7 +146,7 @@ def _parse_header(parts: list[str], no: int) -> ImportedEntry | str:
         None,
         None,
         dev,
-        int(ino),
+        inode,
         None,
         None,
         "linux",
@@ -221,11 +222,11 @@ def _smaps_field(entry: ImportedEntry, key: str, values: list[str]) -> str | Non
     if not key or not key.replace("_", "").isalnum() or not key.isascii():
         return f"smaps field name {key[:40]!r} is not a word"
     if len(values) == 2 and values[1] == "kB" or len(values) == 1:
-        v = values[0]
-        if not v.isascii() or not v.isdigit():
-            return f"smaps field {key!r} value {v[:24]!r} is not a number"
+        got = decimal_field(values[0], f"smaps field {key!r} value")
+        if isinstance(got, str):
+            return got
         if entry.smaps is None:
             entry.smaps = {}
-        entry.smaps[key] = int(v)
+        entry.smaps[key] = got
         return None
     return f"smaps field {key!r} should be 'number kB' or 'number'"

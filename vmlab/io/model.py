@@ -12,6 +12,9 @@ Nothing is dropped silently.
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +27,7 @@ from vmlab.core.snapshot import ENTRY_DTYPE, MapSnapshot
 __all__ = [
     "ADDRESS_LIMIT",
     "FLAG_NAMES",
+    "MAX_DECIMAL_DIGITS",
     "ImportedEntry",
     "ImportedMap",
     "ParseIssue",
@@ -33,6 +37,45 @@ __all__ = [
 
 #: Addresses are 64-bit: anything at or above this does not fit and is reported.
 ADDRESS_LIMIT = 1 << 64
+
+#: Longest decimal field accepted (2**64-1 has 20 digits). Checked before int(): CPython refuses
+#: to convert more than 4,300 digits (sys.int_max_str_digits) and the sources never print more
+#: than a 64-bit number (Linux %lu inodes and kB sizes, procstat's %d counts).
+MAX_DECIMAL_DIGITS = 20
+
+
+def decimal_field(tok: str, what: str) -> int | str:
+    """``tok`` as a non-negative decimal int, or the reason it is not one (a `ParseIssue`
+    reason naming ``what``). Over-long fields are rejected before ``int()`` sees them."""
+    if not tok.isascii() or not tok.isdigit():
+        return f"{what} {tok[:24]!r} is not a decimal number"
+    if len(tok) > MAX_DECIMAL_DIGITS:
+        return (f"{what} has {len(tok)} digits; a 64-bit number has at most "
+                f"{MAX_DECIMAL_DIGITS}")
+    return int(tok)
+
+
+def json_error(exc: BaseException, text: str) -> tuple[int, str]:
+    """(line, one-line reason) for a failed ``json.loads(text)``.
+
+    Besides syntax errors (JSONDecodeError, with a line) the decoder raises RecursionError for
+    arrays/objects nested deeper than Python's recursion limit and a plain ValueError for a
+    number with more digits than ``sys.get_int_max_str_digits()`` (4,300 by default).
+    """
+    if isinstance(exc, RecursionError):
+        return 1, ("not valid JSON here: arrays/objects nested too deeply (Python's decoder "
+                   f"stops near {sys.getrecursionlimit()} levels)")
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})"
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if limit:
+        m = re.search(rf"[0-9]{{{limit + 1},}}", text)
+        if m:
+            return (text.count("\n", 0, m.start()) + 1,
+                    f"not valid JSON here: a number of {m.end() - m.start()} digits (Python "
+                    f"reads at most {limit}; a 64-bit number has {MAX_DECIMAL_DIGITS})")
+    return 1, f"not valid JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
 
 #: Flag names an entry may carry, with what they mean and where they come from.
 FLAG_NAMES: dict[str, str] = {

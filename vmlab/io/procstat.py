@@ -29,7 +29,14 @@ from typing import Any
 
 from vmlab.core.constants import VM_PROT
 
-from .model import ADDRESS_LIMIT, ImportedEntry, ImportedMap, ParseIssue
+from .model import (
+    ADDRESS_LIMIT,
+    ImportedEntry,
+    ImportedMap,
+    ParseIssue,
+    decimal_field,
+    json_error,
+)
 
 __all__ = ["parse_procstat", "parse_procstat_json"]
 
@@ -106,8 +113,6 @@ def _prot(prt: str) -> tuple[int, frozenset[str]] | None:
     return int(p), frozenset(extra)
 
 
-def _count(tok: str) -> int | None:
-    return int(tok) if tok.isascii() and tok.isdigit() else None
 
 
 def _parse_row(line: str, no: int) -> ImportedEntry | str:
@@ -117,10 +122,11 @@ def _parse_row(line: str, no: int) -> ImportedEntry | str:
     pid_t, start_t, end_t, rest = head
     if pid_t == "-":
         pid = None
-    elif pid_t.isascii() and pid_t.isdigit():
-        pid = int(pid_t)
     else:
-        return f"PID {pid_t[:24]!r} is not a number (expected {_FIELDS})"
+        got = decimal_field(pid_t, "PID")
+        if isinstance(got, str):
+            return f"{got} (expected {_FIELDS})"
+        pid = got
     start, end = _addr(start_t), _addr(end_t)
     if start is None or end is None:
         bad = start_t if start is None else end_t
@@ -138,11 +144,13 @@ def _parse_row(line: str, no: int) -> ImportedEntry | str:
     pv = _prot(prt)
     if pv is None:
         return f"PRT {prt[:12]!r} is not 'rwx' letters (3, or 5 on CheriBSD)"
-    counts = [_count(t) for t in (res_t, pres_t, ref_t, shd_t)]
-    for name, tok, val in zip(("RES", "PRES", "REF", "SHD"), (res_t, pres_t, ref_t, shd_t), counts,
-                              strict=True):
-        if val is None:
-            return f"{name} {tok[:24]!r} is not a count"
+    counts: list[int] = []
+    for name, tok in zip(("RES", "PRES", "REF", "SHD"), (res_t, pres_t, ref_t, shd_t),
+                         strict=True):
+        got = decimal_field(tok, name)
+        if isinstance(got, str):
+            return got
+        counts.append(got)
     if not 2 <= len(flag_t) <= 6:
         return f"FLAG {flag_t[:12]!r} should be 2 to 6 letters like 'CN---'"
     flags = set(pv[1])
@@ -235,34 +243,61 @@ def parse_procstat(text: str, source_name: str = "") -> ImportedMap:
 _BARE_HEX = re.compile(r'(?<=[:\[,])(\s*)(0x[0-9a-fA-F]+)(?=\s*[,}\]])')
 
 
+def _jpid(v: Any) -> int | None:
+    """A libxo ``process_id`` (number or decimal string), None when it is not one."""
+    if isinstance(v, str):
+        v = decimal_field(v.strip(), "process_id")
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < ADDRESS_LIMIT:
+        return v
+    return None
+
+
 def _walk(node: Any, pid: int | None) -> Iterator[tuple[dict[str, Any], int | None]]:
-    """Every dict that looks like a kinfo_vmentry, in document order, with its process_id."""
-    if isinstance(node, dict):
-        if "kve_start" in node or "kve_end" in node:
-            yield node, pid
-            return
-        p = node.get("process_id", pid)
-        if isinstance(p, str) and p.isdigit():
-            p = int(p)
-        for v in node.values():
-            yield from _walk(v, p if isinstance(p, int) else pid)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v, pid)
+    """Every dict that looks like a kinfo_vmentry, in document order, with its process_id.
+
+    Iterative (a stack of iterators, not recursion): a document nested as deeply as the JSON
+    decoder allows must not exhaust Python's recursion limit here.
+    """
+    stack: list[tuple[Iterator[Any], int | None]] = [(iter((node,)), pid)]
+    while stack:
+        it, cur = stack[-1]
+        for v in it:
+            if isinstance(v, dict):
+                if "kve_start" in v or "kve_end" in v:
+                    yield v, cur
+                    continue
+                p = _jpid(v["process_id"]) if "process_id" in v else None
+                stack.append((iter(v.values()), cur if p is None else p))
+                break
+            if isinstance(v, list):
+                stack.append((iter(v), cur))
+                break
+        else:
+            stack.pop()
 
 
-def _jint(v: Any) -> int | None:
+def _jint(v: Any, what: str) -> int | str:
+    """A libxo number (JSON number, decimal string or ``0x`` hex string) → int, or why not."""
     if isinstance(v, bool):
-        return None
+        return f"{what} is not a number"
     if isinstance(v, int):
         return v
     if isinstance(v, str):
         v = v.strip()
         if v[:2] in ("0x", "0X"):
-            return int(v[2:], 16) if v[2:] and not v[2:].strip(_HEX) else None
+            if v[2:] and not v[2:].strip(_HEX):
+                return int(v[2:], 16)  # base 16 has no digit limit in CPython
+            return f"{what} {v[:24]!r} is not hex"
         if v.isascii() and v.isdigit():
-            return int(v)
-    return None
+            return decimal_field(v, what)
+    return f"{what} is not a number"
+
+
+def _short(v: int) -> str:
+    """A number for a message: in full when small, else its sign and size in bits."""
+    if -(1 << 80) < v < 1 << 80:
+        return f"{v:#x}" if v >= 0 else str(v)
+    return f"{'-' if v < 0 else ''}(a {abs(v).bit_length()}-bit number)"
 
 
 def _jbool(v: Any) -> bool | None:
@@ -274,11 +309,16 @@ def _jbool(v: Any) -> bool | None:
 
 
 def _json_entry(d: dict[str, Any], pid: int | None, no: int) -> ImportedEntry | str:
-    start, end = _jint(d.get("kve_start")), _jint(d.get("kve_end"))
-    if start is None or end is None:
-        return "kve_start/kve_end missing or not hex"
-    if start >= ADDRESS_LIMIT or end >= ADDRESS_LIMIT:
-        return f"range {start:#x}-{end:#x} does not fit in 64 bits"
+    if "kve_start" not in d or "kve_end" not in d:
+        return "kve_start/kve_end missing"
+    start, end = _jint(d["kve_start"], "kve_start"), _jint(d["kve_end"], "kve_end")
+    if isinstance(start, str):
+        return start
+    if isinstance(end, str):
+        return end
+    for key, v in (("kve_start", start), ("kve_end", end)):
+        if not 0 <= v < ADDRESS_LIMIT:
+            return f"{key} {_short(v)} does not fit in 64 bits"
     if start >= end:
         return f"empty or reversed range {start:#x}-{end:#x}"
     prot_d = d.get("kve_protection", {})
@@ -308,9 +348,11 @@ def _json_entry(d: dict[str, Any], pid: int | None, no: int) -> ImportedEntry | 
     counts = {}
     for key in ("kve_resident", "kve_private_resident", "kve_ref_count", "kve_shadow_count"):
         if key in d:
-            v = _jint(d[key])
-            if v is None:
-                return f"{key} is not a number"
+            v = _jint(d[key], key)
+            if isinstance(v, str):
+                return v
+            if not 0 <= v < ADDRESS_LIMIT:
+                return f"{key} {_short(v)} does not fit in 64 bits"
             counts[key] = v
     kind = d.get("kve_type", "none")
     if not isinstance(kind, str):
@@ -339,6 +381,14 @@ def _json_entry(d: dict[str, Any], pid: int | None, no: int) -> ImportedEntry | 
     )
 
 
+def _snippet(d: Any) -> str:
+    """The start of a JSON object for a ParseIssue; never raises (deep or odd values)."""
+    try:
+        return json.dumps(d)[:200]
+    except (ValueError, TypeError, RecursionError):
+        return "{...}"
+
+
 def parse_procstat_json(text: str, source_name: str = "") -> ImportedMap:
     """Parse ``procstat --libxo json vm PID`` (procstat_vm()'s libxo fields).
 
@@ -348,16 +398,22 @@ def parse_procstat_json(text: str, source_name: str = "") -> ImportedMap:
     """
     line_count = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     issues: list[ParseIssue] = []
+    err: BaseException | None = None
     try:
         doc = json.loads(text)
-    except ValueError as exc:
-        try:
-            doc = json.loads(_BARE_HEX.sub(r'\1"\2"', text))
-        except ValueError:
-            ln = getattr(exc, "lineno", 1)
-            bad = text.split("\n")[ln - 1][:200] if text else ""
-            issues.append(ParseIssue(ln, f"not valid JSON: {getattr(exc, 'msg', exc)}", bad))
-            return ImportedMap([], issues, "procstat-json", source_name, None, line_count)
+    except (ValueError, RecursionError) as exc:
+        err = exc  # the first error is the one to report (line numbers of the text as given)
+        if not isinstance(exc, RecursionError):
+            try:
+                doc = json.loads(_BARE_HEX.sub(r'\1"\2"', text))
+                err = None
+            except (ValueError, RecursionError):
+                pass
+    if err is not None:
+        ln, reason = json_error(err, text)
+        bad = text.split("\n", ln)[ln - 1][:200] if text else ""
+        issues.append(ParseIssue(ln, reason, bad))
+        return ImportedMap([], issues, "procstat-json", source_name, None, line_count)
     # Line of each "kve_start" key, in document order (json keeps that order).
     starts = [m.start() for m in re.finditer(r'"kve_start"', text)]
     line_of = []
@@ -377,14 +433,14 @@ def parse_procstat_json(text: str, source_name: str = "") -> ImportedMap:
         no = line_of[i] if i < len(line_of) else 1
         got = _json_entry(d, pid, no)
         if isinstance(got, str):
-            issues.append(ParseIssue(no, got, json.dumps(d)[:200]))
+            issues.append(ParseIssue(no, got, _snippet(d)))
             continue
         if not pids:
             map_pid = pid
         pids.add(pid)
         if pid != map_pid:
             issues.append(ParseIssue(no, f"mapping of PID {pid}, but this map is PID {map_pid} "
-                                     "(import one process at a time)", json.dumps(d)[:200]))
+                                     "(import one process at a time)", _snippet(d)))
             continue
         entries.append(got)
     if not found:

@@ -37,6 +37,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .model import json_error
+
 __all__ = [
     "OPS",
     "SCENARIO_FORMAT",
@@ -50,6 +52,7 @@ __all__ = [
     "example_names",
     "load_example",
     "load_scenario",
+    "parse_scenario",
     "replay",
     "schema",
 ]
@@ -74,7 +77,8 @@ class ScenarioError(ValueError):
 
 class ScenarioReplayError(RuntimeError):
     """A step could not run: the kernel would have panicked (a KASSERT) and the step did not
-    say ``"expect": "panic"``. ``index`` is the step's index."""
+    say ``"expect": "panic"``, or the step uses a ``$name`` (or a process) that an earlier
+    step failed to create. ``index`` is the step's index."""
 
     def __init__(self, index: int, message: str) -> None:
         super().__init__(f"steps[{index}]: {message}")
@@ -151,6 +155,17 @@ def _functions() -> dict[str, Callable[[int], int]]:
 # ------------------------------------------------------------------------------------------
 # expressions: "0x1000", "16K", "PROT_READ|PROT_WRITE", "$a + 4*PAGE_SIZE", "MAP_ALIGNED(21)"
 
+#: Values an argument may take: 64-bit, signed or unsigned (C's int64_t/uint64_t/vm_offset_t).
+_I64_MIN = -(1 << 63)
+#: Longest number literal read (a 64-bit value with ``_`` separators fits easily); checked
+#: before int(), which refuses more than 4,300 decimal digits.
+_MAX_LITERAL = 80
+
+
+def _fits(v: int) -> bool:
+    return _I64_MIN <= v <= _U64
+
+
 _TOKEN = re.compile(r"\s*(?:(\$[A-Za-z_]\w*)|(0[xX][0-9a-fA-F_]+|\d[\d_]*[KMGT]?)|([A-Za-z_]\w*)"
                     r"|([|+\-*()]))")
 _SUFFIX = {"K": 10, "M": 20, "G": 30, "T": 40}
@@ -190,6 +205,13 @@ class _Expr:
         def fail(msg: str) -> ScenarioError:
             return ScenarioError(self.path, f"in {self.text!r}: {msg}")
 
+        def checked(v: int, what: str) -> int:
+            # C arithmetic is 64-bit: a value outside int64/uint64 is a mistake, and keeping
+            # it would let "$a*$a*..." grow without bound.
+            if not _fits(v):
+                raise fail(f"{what} = {v:#x} does not fit in 64 bits")
+            return v
+
         def peek() -> str | None:
             return toks[i][1] if i < len(toks) and toks[i][0] == "op" else None
 
@@ -200,11 +222,16 @@ class _Expr:
             kind, t = toks[i]
             i += 1
             if kind == "num":
+                if len(t) > _MAX_LITERAL:
+                    raise fail(f"the number {t[:16]}... ({len(t)} characters) does not fit in "
+                               "64 bits")
                 t = t.replace("_", "")
                 if t[-1] in _SUFFIX:
-                    return int(t[:-1]) << _SUFFIX[t[-1]]
-                return int(t, 0) if t.lower().startswith("0x") else int(t)
+                    return checked(int(t[:-1]) << _SUFFIX[t[-1]], t)
+                return checked(int(t, 0) if t.lower().startswith("0x") else int(t), t)
             if kind == "ref":
+                if t[1:] not in values:
+                    raise fail(f"{t} has no value")
                 return int(values[t[1:]])
             if kind == "name":
                 if t in _functions():
@@ -215,7 +242,7 @@ class _Expr:
                     if peek() != ")":
                         raise fail("missing ')'")
                     i += 1
-                    return int(_functions()[t](v))
+                    return checked(int(_functions()[t](v)), f"{t}({v})")
                 return _names()[t]
             if t == "(":
                 v = orexpr()
@@ -224,7 +251,7 @@ class _Expr:
                 i += 1
                 return v
             if t == "-":
-                return -atom()
+                return checked(-atom(), "the negation")
             raise fail(f"unexpected {t!r}")
 
         def product() -> int:
@@ -232,7 +259,7 @@ class _Expr:
             v = atom()
             while peek() == "*":
                 i += 1
-                v *= atom()
+                v = checked(v * atom(), "a product")
             return v
 
         def total() -> int:
@@ -241,7 +268,8 @@ class _Expr:
             while peek() in ("+", "-"):
                 op = toks[i][1]
                 i += 1
-                v = v + product() if op == "+" else v - product()
+                v = checked(v + product() if op == "+" else v - product(),
+                            "a sum" if op == "+" else "a difference")
             return v
 
         def orexpr() -> int:
@@ -249,7 +277,7 @@ class _Expr:
             v = total()
             while peek() == "|":
                 i += 1
-                v |= total()
+                v = checked(v | total(), "an or")
             return v
 
         v = orexpr()
@@ -281,6 +309,9 @@ def _int_value(v: Any, path: str, kind: str) -> int | _Expr:
             want += " or 'rwx'-style text"
         raise ScenarioError(path, f"expected {want}, got {json.dumps(v)}")
     if isinstance(v, int):
+        if not _fits(v):
+            raise ScenarioError(path, f"{v:#x} does not fit in 64 bits (arguments are C's "
+                                "64-bit integers)")
         return v
     if kind == "prot" and _PROT_RE.match(v):
         return (1 if v[0] == "r" else 0) | (2 if v[1] == "w" else 0) | (4 if v[2] == "x" else 0)
@@ -636,8 +667,30 @@ def _load_step(i: int, s: Any, live: set[str], saved: set[str], gone: set[str]) 
     return step
 
 
+#: Deepest nesting of arrays/objects a scenario may have (the schema needs 5; a page's content
+#: in "value" may add some). Checked first, so that copying, printing and exporting the
+#: document never meet Python's recursion limit.
+MAX_DEPTH = 64
+
+
+def _check_depth(doc: Any) -> None:
+    """Raise `ScenarioError` when ``doc`` nests more than MAX_DEPTH levels (iteratively: the
+    check itself must not recurse)."""
+    todo: list[tuple[Any, int]] = [(doc, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ScenarioError("", f"the document nests arrays/objects more than {MAX_DEPTH} "
+                                "levels deep; a scenario needs only a few")
+        if isinstance(node, Mapping):
+            todo.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            todo.extend((v, depth + 1) for v in node)
+
+
 def validate(doc: Any, source: str = "") -> Scenario:
     """Check a decoded JSON document and return the `Scenario` (or raise `ScenarioError`)."""
+    _check_depth(doc)
     doc = _obj(doc, "", "a scenario")
     _unknown(doc, {"$schema", "format", "version", "title", "description", "machine",
                    "processes", "steps"}, "")
@@ -687,24 +740,48 @@ def validate(doc: Any, source: str = "") -> Scenario:
                     procs, steps, copy.deepcopy(doc), source)
 
 
-def load_scenario(src: str | Path | Mapping[str, Any]) -> Scenario:
-    """Load and validate a scenario from a path, a JSON text or an already decoded dict.
-    Raises `ScenarioError` (a ValueError) with the path of the bad field; a file that cannot
-    be read raises OSError."""
-    if isinstance(src, Mapping):
-        return validate(dict(src))
-    text, name = None, ""
-    if isinstance(src, Path) or (isinstance(src, str) and not src.lstrip().startswith("{")):
-        name = str(src)
-        text = Path(src).read_text(encoding="utf-8")
-    else:
-        text = str(src)
+def parse_scenario(text: str | bytes, name: str = "") -> Scenario:
+    """Load and validate a scenario from its JSON text (bytes must be UTF-8), never a path:
+    what ``vmlab replay -`` reads from standard input. ``name`` labels error messages.
+    Raises `ScenarioError` for text that is not UTF-8, not JSON, nested too deeply or invalid.
+    """
+    label = name or "scenario"
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ScenarioError("", f"{label}: not UTF-8 text (byte "
+                                f"{exc.object[exc.start]:#04x} at offset {exc.start}); a "
+                                "scenario is a JSON file") from None
+    if not text.strip():
+        raise ScenarioError("", f"{label}: empty; expected a JSON object "
+                            f'{{"format": "{SCENARIO_FORMAT}", ...}}')
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ScenarioError("", f"{name or 'scenario'}: not valid JSON: {exc.msg} at line "
+        raise ScenarioError("", f"{label}: not valid JSON: {exc.msg} at line "
                             f"{exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: nested deeper than the decoder allows; ValueError: a number of
+        # more than 4,300 digits (sys.get_int_max_str_digits()).
+        line, reason = json_error(exc, text)
+        raise ScenarioError("", f"{label}: line {line}: {reason}") from None
     return validate(doc, name)
+
+
+def load_scenario(src: str | Path | Mapping[str, Any]) -> Scenario:
+    """Load and validate a scenario from a path, a JSON text or an already decoded dict.
+    A `str` is JSON text when it starts with ``{``, else a path (use `parse_scenario` for
+    text that may be anything). Raises `ScenarioError` (a ValueError) with the path of the bad
+    field; a file that cannot be read raises OSError."""
+    if isinstance(src, Mapping):
+        return validate(dict(src))
+    if isinstance(src, Path) or (isinstance(src, str) and not src.lstrip().startswith("{")):
+        name = str(src)
+        if "\0" in name:
+            raise ScenarioError("", f"{name!r}: a file name cannot contain a NUL byte")
+        return parse_scenario(Path(src).read_bytes(), name)
+    return parse_scenario(str(src))
 
 
 def example_names() -> list[str]:
@@ -839,6 +916,10 @@ class _Runner:
         self.procs: dict[str, Any] = {}
         self.values: dict[str, int] = {}
         self.results: list[StepResult] = []
+        # $names and processes an earlier step should have made but did not (its call failed):
+        # name → why, so a later step that uses one fails with that sentence, not a KeyError.
+        self.lost_values: dict[str, str] = {}
+        self.lost_procs: dict[str, str] = {}
 
     # -- processes ------------------------------------------------------------------------
     def _adopt(self, name: str, vm: Any) -> None:
@@ -980,9 +1061,17 @@ class _Runner:
         from vmlab.core.trace import recording
 
         op = OPS[step.op]
+        if step.proc not in self.procs:
+            raise ScenarioReplayError(step.index, f"{step.op} cannot run: process "
+                                      f"{step.proc!r} " + self.lost_procs.get(
+                                          step.proc, "does not exist"))
         vm = self.procs[step.proc]
         tr = self.trace
-        args = {k: self._eval(v) for k, v in step.args.items()}
+        self._require_values(step)
+        try:
+            args = {k: self._eval(v) for k, v in step.args.items()}
+        except ScenarioError as exc:
+            raise ScenarioReplayError(step.index, f"{step.op} cannot run: {exc}") from None
         shown = ", ".join(f"{k}={self._show(step, k, v)}" for k, v in args.items()
                           if v is not None and (k in step.raw_args or
                                                 OPS[step.op].args[0].name == k))
@@ -1011,9 +1100,24 @@ class _Runner:
             panic = str(exc)
         if isinstance(rv, int) and not isinstance(rv, bool):
             rv = int(rv)
-        ok, why = self._check(step, op, rv, value, panic)
+        try:
+            ok, why = self._check(step, op, rv, value, panic)
+        except ScenarioError as exc:
+            raise ScenarioReplayError(step.index, f"cannot check the expectation: {exc}") from None
         if step.save and value is not None:
             self.values[step.save] = int(value)
+            self.lost_values.pop(step.save, None)
+        elif step.save:
+            # The call failed: $name has no value now (not an older one, which would silently
+            # point at another mapping), and a later step that uses it says why.
+            self.values.pop(step.save, None)
+            failed = "panicked" if panic else f"returned {_rv_text(op, rv)}"
+            self.lost_values[step.save] = (f"steps[{step.index}] ({step.proc}: {step.op}) "
+                                           f"{failed}, so it saved nothing")
+        if step.op == "fork" and step.child not in self.procs and step.child:
+            failed = "panicked" if panic else f"returned {_rv_text(op, rv)}"
+            self.lost_procs[step.child] = (f"was never created: the fork at steps[{step.index}] "
+                                           f"{failed}")
         if panic:
             text = f"{step.op} would panic the kernel (KASSERT): {panic}"
             rv_out: Any = "panic"
@@ -1036,6 +1140,19 @@ class _Runner:
         res = StepResult(step.index, step.proc, step.op, args, rv_out, value, ok, text)
         self.results.append(res)
         return res
+
+    def _require_values(self, step: StepSpec) -> None:
+        """Every ``$name`` the step reads (arguments and expect) has a value, or the step
+        fails with a sentence naming the earlier step that did not save it."""
+        exprs = [v for v in step.args.values() if isinstance(v, _Expr)]
+        if isinstance(step.expect, dict):
+            exprs += [v for v in step.expect.values() if isinstance(v, _Expr)]
+        for e in exprs:
+            for r in sorted(e.refs):
+                if r not in self.values:
+                    why = self.lost_values.get(r, "no earlier step saved it")
+                    raise ScenarioReplayError(step.index, f"{step.op} cannot run: it uses "
+                                              f"${r} ({e.path}), but {why}")
 
     def _check(self, step: StepSpec, op: _Op, rv: Any, value: Any, panic: str) -> tuple[bool,
                                                                                         str]:
