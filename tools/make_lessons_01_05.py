@@ -1334,14 +1334,24 @@ def lesson_05() -> list[Cell]:
         ## 3. The failed upgrade
 
         A reader that discovers it must change the map asks for
-        **`vm_map_lock_upgrade`**: 0 means "you now hold it exclusively". But two readers
-        cannot both become the writer. When the upgrade cannot be done in place, FreeBSD drops
-        the shared lock, and if the map may have changed in between, it returns **nonzero
-        with the caller holding nothing**. The caller must start over from the lookup.
+        **`vm_map_lock_upgrade`**: 0 means "you now hold it exclusively". Two readers cannot
+        both become the writer, so FreeBSD's `_vm_map_lock_upgrade` works in three steps:
+
+        1. `sx_try_upgrade`: if A is the **only** reader, its lock becomes exclusive in place.
+        2. Otherwise A remembers the timestamp, **drops its shared lock** and sleeps in
+           `sx_xlock` until the other holders are gone.
+        3. Awake and exclusive, A compares the timestamps. Unchanged: nobody wrote meanwhile,
+           and the upgrade **succeeds** (0). Changed: a writer got in first and may have
+           changed the map, so A unlocks and returns **nonzero, holding no lock at all**. The
+           caller must start over from the lookup.
+
+        **vmlab cannot sleep.** With other readers present, its `vm_map_lock_upgrade` takes the
+        failure path at once: it cannot know whether a writer would get in before A wakes,
+        and callers must handle that case anyway.
         """),
         predict("""
-        A and B both hold the read lock. A calls `vm_map_lock_upgrade`. What does it return,
-        and which locks does A hold afterwards?
+        A and B both hold the read lock. A calls vmlab's `vm_map_lock_upgrade`. What does it
+        return, and which locks does A hold afterwards?
         """),
         code("""
         vm_map_lock_read(m, thread="A")
@@ -1354,7 +1364,33 @@ def lesson_05() -> list[Cell]:
         """),
         md("""
         A holds **no lock**: calling `vm_map_unlock_read` for A now would be a bug (a kernel
-        panic). Alone, the upgrade succeeds and counts as an exclusive acquisition:
+        panic). In the kernel, A would still be asleep at this point, and whether it fails
+        depends on what happens next. Here is the real failure, B writing while A sleeps,
+        played with the same calls the kernel makes:
+        """),
+        code("""
+        vm_map_lock_read(m, thread="A")
+        vm_map_lock_read(m, thread="B")
+        last = m.timestamp                       # A: sx_try_upgrade fails (B reads too)
+        vm_map_unlock_read(m, thread="A")        # A: drops its shared lock, sleeps in sx_xlock
+
+        with as_thread("B"):                     # meanwhile B, now the only reader,
+            assert vm_map_lock_upgrade(m) == 0   # upgrades in place and writes
+            vm_map_insert(m, None, 0, 0x20000, 0x21000, VM_PROT.RW, VM_PROT.ALL, 0)
+            vm_map_unlock(m)
+
+        vm_map_lock(m, thread="A")               # A wakes up holding the lock exclusively
+        seen = m.timestamp - 1                   # the kernel compares before counting A's lock
+        if seen != last:                         # a writer got in: the upgrade fails
+            vm_map_unlock(m, thread="A")
+        print(f"A saved {last}, found {seen}: vm_map_lock_upgrade returns {int(seen != last)}")
+        print(m.lock)
+        assert seen == last + 1 and m.lock.mode == "unlocked"
+        """),
+        md("""
+        Had B only read and left, the timestamp would not have moved and A's upgrade would
+        have returned 0, with the lock exclusive. Alone, the upgrade succeeds at once, in place,
+        and counts as an exclusive acquisition:
         """),
         code("""
         vm_map_lock_read(m, thread="A")
@@ -1397,8 +1433,9 @@ def lesson_05() -> list[Cell]:
         lock_steps(a, VM_PROT.READ)                 # first touch of this entry
         """),
         md("""
-        The first touch: read lock, then an **upgrade** (the entry needs its object), a
-        downgrade, and the read lock is dropped at the end.
+        The first touch: read lock, then an **upgrade** (the entry needs its object; the
+        timestamp counts it), the object is allocated while the map is held exclusively, a
+        **downgrade** back to the read lock, and the read lock is dropped at the end.
         """),
         predict("""
         A second fault, a write to the next page of the same entry. Does it upgrade? Does the
@@ -1432,8 +1469,10 @@ def lesson_05() -> list[Cell]:
           lookups; `trylock` variants return 0 instead of sleeping.
         - **`map.timestamp`** counts exclusive acquisitions; a thread that relocks and finds
           anything but `saved + 1` must redo its lookup.
-        - A **failed `vm_map_lock_upgrade`** returns nonzero and leaves the caller holding
-          **no lock**: start over. The man page does not say so.
+        - **`vm_map_lock_upgrade`** succeeds in place for a lone reader; otherwise FreeBSD
+          drops the read lock and sleeps for the exclusive one. If a writer got in meanwhile
+          it returns nonzero and leaves the caller holding **no lock**: start over. The man
+          page does not say so. (vmlab, which cannot sleep, fails whenever others read.)
         - **Page faults take the read lock**, so a process's threads fault in parallel; they
           upgrade only to give an entry its object or to resolve copy-on-write.
 

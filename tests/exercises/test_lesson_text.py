@@ -65,3 +65,30 @@ def test_each_family_function_is_called_by_its_freebsd_name() -> None:
                      if c.cell_type == "code")
     missing = [f for f in FAMILY if not re.search(rf"(?<![\w.]){f}\(", code)]
     assert missing == []
+
+
+def test_lesson05_first_touch_allocates_under_the_exclusive_lock() -> None:
+    """Lesson 05 §4: vm_map_lookup allocates the entry's anonymous object while it holds the
+    map exclusively (after vm_map_lock_upgrade, before vm_map_lock_downgrade), as FreeBSD's
+    vm_map_lookup does; the trace must show it in that order."""
+    from vmlab.core import (
+        MAP_ANON,
+        MAP_PRIVATE,
+        PROT_READ,
+        PROT_WRITE,
+        VM_PROT,
+        mmap,
+        recording,
+        vm_fault,
+        vmspace_alloc,
+    )
+
+    vm = vmspace_alloc()
+    err, a = mmap(vm, 0, 0x4000, PROT_READ | PROT_WRITE, MAP_ANON | MAP_PRIVATE)
+    assert err == 0
+    with recording(vm) as tr:
+        vm_fault(vm.vm_map, a, VM_PROT.READ)
+    texts = [s.text for s in tr.steps if s.kind in ("lock", "object_alloc")]
+    order = [next(k for k in ("exclusive", "First touch", "downgrades") if k in t)
+             for t in texts if any(k in t for k in ("exclusive", "First touch", "downgrades"))]
+    assert order == ["exclusive", "First touch", "downgrades"]

@@ -224,11 +224,13 @@ def vm_map_lookup(
             entry.object = obj
             entry.offset = 0
             entry.cred = None
-            vm_map_lock_downgrade(map)
+            # Recorded before the downgrade: vm_map_lookup allocates the object while it holds
+            # the map exclusively (between vm_map_lock_upgrade and vm_map_lock_downgrade).
             if _tracing(map):
                 _rec(map, "object_alloc", f"First touch of entry #{entry.id}: it gets anonymous "
                      f"object #{obj.id} ({obj.size} pages).", entry=entry.id, object=obj.id,
                      size=obj.size)
+            vm_map_lock_downgrade(map)
         eid = entry.id
         pindex = ((vaddr - t.start[eid]) + t.offset[eid]) >> PAGE_SHIFT
         obj = t.objects[eid]
