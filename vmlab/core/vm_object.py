@@ -236,7 +236,9 @@ def vm_object_page_clean(obj: VmObject, start: int = 0, end: int = 0, sync: bool
     """vm_object_page_clean (vm_object.c): write the dirty valid pages with pindex in
     [start, end) (end 0 = to the end) of a vnode object back to its file, one pager transfer
     per run of consecutive dirty pages (the clustering vm_object_page_collect_flush does).
-    Returns True (the model's pager never fails)."""
+    Returns False when a run could not be written (the pager's ``fail_putpages`` or the file's
+    ``fail_writes``: FreeBSD's ``eio``); the pages of that run stay dirty and the remaining runs
+    are still tried, as FreeBSD's loop goes on after an error. True otherwise."""
     if obj.type != OBJT.VNODE or not obj.memq:
         return True
     from .vm_page import _machine_of
@@ -244,18 +246,19 @@ def vm_object_page_clean(obj: VmObject, start: int = 0, end: int = 0, sync: bool
     stop = end if end else max(obj.memq) + 1
     run: list[Any] = []
     pager = _machine_of(obj).pager
+    res = True
     for pi in sorted(p for p in obj.memq if start <= p < stop):
         m = obj.memq[pi]
         _sync_pmap_dirty(m)
         if m.valid and m.dirty and (not run or run[-1].pindex == pi - 1):
             run.append(m)
             continue
-        if run:
-            pager.putpages(obj, run)
+        if run and pager.putpages(obj, run) is False:
+            res = False
         run = [m] if m.valid and m.dirty else []
-    if run:
-        pager.putpages(obj, run)
-    return True
+    if run and pager.putpages(obj, run) is False:
+        res = False
+    return res
 
 
 def _sync_pmap_dirty(m: Any) -> None:
@@ -354,8 +357,9 @@ def vm_object_sync(
     """vm_object_sync (vm_object.c): msync's work on one object range. It descends to the
     bottom of the shadow chain (offsets adjusted), writes back the dirty pages of a vnode
     object there (vm_object_page_clean) and, with ``invalidate``, frees that object's clean
-    pages in the range (vm_object_page_remove with OBJPR_CLEANONLY; every mapping of them goes).
-    Returns False if the write-back failed (never, in the model)."""
+    pages in the range (vm_object_page_remove with OBJPR_CLEANONLY; every mapping of them goes,
+    and pages that failed to write stay, being dirty). Returns False if the write-back failed
+    (a pager error: see vmlab.core.pager), which vm_map_sync turns into KERN_FAILURE."""
     if obj is None:
         return True
     while obj.backing_object is not None:

@@ -76,7 +76,9 @@ def vm_map_sync(map: VmMap, start: int, end: int, syncio: bool, invalidate: bool
     start. First pass: with ``invalidate`` a USER_WIRED entry → KERN_INVALID_ARGUMENT; a hole
     → KERN_INVALID_ADDRESS. Then ``invalidate`` removes the whole range from the pmap, and each
     piece goes to vm_object_sync (vnode dirty pages are written to the pager, recorded in
-    ``machine.pager.log``); a failure there → KERN_FAILURE.
+    ``machine.pager.log``); a failed write-back there (``machine.pager.fail_putpages`` or the
+    file's ``fail_writes``, see vmlab.core.pager) → KERN_FAILURE, after every piece was tried,
+    as FreeBSD's loop goes on (msync turns it into EIO).
     """
     from .vm_map import _range_check, vm_map_entry_succ, vm_map_lookup_entry
     from .vm_object import vm_object_deallocate, vm_object_reference, vm_object_sync
@@ -116,7 +118,9 @@ def vm_map_sync(map: VmMap, start: int, end: int, syncio: bool, invalidate: bool
             failed = True
         vm_object_deallocate(obj)
     if _tracing(map):
-        _rec(map, "sync", f"msync [{start:#x}, {end:#x}): dirty file pages written back"
+        done = ("writing dirty file pages back FAILED (pager error, EIO): they stay dirty"
+                if failed else "dirty file pages written back")
+        _rec(map, "sync", f"msync [{start:#x}, {end:#x}): {done}"
          f"{', pages invalidated' if invalidate else ''}.", start=start, end=end,
          syncio=bool(syncio), invalidate=bool(invalidate), rv=int(KERN.FAILURE if failed else 0))
     return KERN.FAILURE if failed else KERN.SUCCESS
