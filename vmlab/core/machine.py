@@ -7,6 +7,7 @@ same frame in both processes. FreeBSD counterpart: the one ``vm_page`` array of 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,22 +19,43 @@ __all__ = ["DEFAULT_MEMORY", "Machine", "default_machine", "set_default_machine"
 DEFAULT_MEMORY = 64 << 20
 
 
-def _auto_pmap_factory() -> Callable[[Machine], Any]:
+def _amd64_factory(machine: Machine, la57: bool = False) -> Any:
+    from .x86.pmap import Amd64Pmap
+
+    return Amd64Pmap(machine.physmem, la57=la57)
+
+
+def _mem_factory(machine: Machine, la57: bool = False) -> Any:
+    """MemPmap has no page tables, hence no paging mode: every user address fits."""
+    from .pmap import MemPmap
+
+    return MemPmap(machine.physmem)
+
+
+def _auto_pmap_factory() -> Callable[..., Any]:
     """Amd64Pmap once the x86 layer provides it, else the in-memory MemPmap."""
     try:
-        from .x86.pmap import Amd64Pmap  # type: ignore[attr-defined]
+        from .x86.pmap import Amd64Pmap  # noqa: F401
 
-        return lambda machine: Amd64Pmap(machine.physmem)
+        return _amd64_factory
     except ImportError:
-        from .pmap import MemPmap
+        return _mem_factory
 
-        return lambda machine: MemPmap(machine.physmem)
+
+def _takes_la57(factory: Callable[..., Any]) -> bool:
+    """Whether a user-supplied factory accepts the ``la57`` keyword."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "la57" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 class Machine:
     """One PhysicalMemory (``mem_bytes``, default 64 MiB), one `Pager` (the disk and its
-    files), and ``pmap_factory(machine) -> pmap`` for new address spaces: "mem" (MemPmap),
-    "amd64" (Amd64Pmap), "auto" (amd64 when available) or a callable."""
+    files), and ``pmap_factory(machine, la57=False) -> pmap`` for new address spaces: "mem"
+    (MemPmap), "amd64" (Amd64Pmap), "auto" (amd64 when available) or a callable (one that
+    takes only ``machine`` is called without ``la57``)."""
 
     def __init__(
         self, mem_bytes: int = DEFAULT_MEMORY, pmap_factory: str | Callable[..., Any] = "auto"
@@ -44,21 +66,23 @@ class Machine:
         if pmap_factory == "auto":
             self.pmap_factory = _auto_pmap_factory()
         elif pmap_factory == "mem":
-            from .pmap import MemPmap
-
-            self.pmap_factory = lambda machine: MemPmap(machine.physmem)
+            self.pmap_factory = _mem_factory
         elif pmap_factory == "amd64":
-            from .x86.pmap import Amd64Pmap  # type: ignore[attr-defined]
-
-            self.pmap_factory = lambda machine: Amd64Pmap(machine.physmem)
+            self.pmap_factory = _amd64_factory
         elif callable(pmap_factory):
             self.pmap_factory = pmap_factory
         else:
             raise ValueError(f"unknown pmap factory {pmap_factory!r}")
 
-    def new_pmap(self) -> Any:
-        """pmap_pinit: a fresh, empty pmap on this machine's memory."""
-        pmap = self.pmap_factory(self)
+    def new_pmap(self, la57: bool = False) -> Any:
+        """pmap_pinit: a fresh, empty pmap on this machine's memory. ``la57`` asks for 5-level
+        paging (amd64 pmap_pinit_type → pmap_pinit_pml5 instead of pmap_pinit_pml4; the
+        Amd64Pmap's Mmu then runs with CR4.LA57). `vmspace_alloc` sets it when the map's top
+        is above VM_MAXUSER_ADDRESS_LA48, as FreeBSD does for an LA57 process."""
+        if la57 and _takes_la57(self.pmap_factory):
+            pmap = self.pmap_factory(self, la57=True)
+        else:
+            pmap = self.pmap_factory(self)
         if not hasattr(pmap, "unwire"):
             pmap.unwire = _unwire_by_reentering.__get__(pmap)
         return pmap

@@ -72,7 +72,11 @@ class Vmspace:
         from .vm_map import vm_map_create
 
         self.machine = machine
-        self.vm_pmap = machine.new_pmap()
+        # pmap_pinit_type (sys/amd64/amd64/pmap.c): a map reaching above
+        # VM_MAXUSER_ADDRESS_LA48 belongs to an LA57 process (exec_new_vmspace takes max from
+        # the sysentvec's sv_maxuser), so its pmap gets a PML5 root and 5-level paging.
+        la57 = max > VM_MAXUSER_ADDRESS_LA48
+        self.vm_pmap = machine.new_pmap(la57=True) if la57 else machine.new_pmap()
         self.vm_pmap.owner = self
         self.vm_map = vm_map_create(self.vm_pmap, min, max)
         self.vm_map.vmspace = self
