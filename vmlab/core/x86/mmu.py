@@ -12,8 +12,11 @@ Modelling choices (documented in docs/paging.md):
   entry, and the leaf of a refused access, are left unchanged (x86-64-paging.md §5).
 - A paging-structure entry outside emulated RAM reads as 0 (not present), as QEMU's unassigned
   memory does. A *final* physical address beyond RAM is reported as is (ok, with that pa).
-- Protection keys: CR4.PKE is accepted and ignored (as if PKRU = 0: no key denies anything).
-  Implicit supervisor accesses and shadow stacks are not modelled.
+- Protection keys: CR4.PKE is accepted and ignored (as if PKRU = 0: no key denies anything;
+  the error code's PK bit is never set). Implicit supervisor accesses and shadow stacks (the
+  SS error-code bit) are not modelled.
+- CR4.LA57 is fixed while EFER.LMA = 1 (SDM vol. 3A §2.5): an Mmu keeps the paging mode it
+  was created with, and a MOV to CR4 that would change it raises `GeneralProtectionFault`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ __all__ = [
     "DEFAULT_CR0",
     "DEFAULT_CR4",
     "DEFAULT_EFER",
+    "GeneralProtectionFault",
     "Mmu",
     "Translations",
     "VECTOR_GP",
@@ -75,6 +79,15 @@ DEFAULT_EFER = EFER_LME | EFER_LMA | EFER_NXE
 
 VECTOR_GP = 13
 VECTOR_PF = 14
+
+
+class GeneralProtectionFault(ValueError):
+    """An instruction the CPU refuses with #GP(0) (vector 13), such as a MOV to CR4 that would
+    switch between 4- and 5-level paging while long mode is active. Nothing was changed.
+    (A ValueError, so code catching the MOV-to-CR3 #GP as ValueError catches this too.)"""
+
+    vector = VECTOR_GP
+
 ACCESS_KINDS = ("r", "w", "x")
 _ACCESS_WORDS = {"r": "read", "w": "write", "x": "fetch"}
 _SIZE_NAME = {1 << 12: "4 KiB", 1 << 21: "2 MiB", 1 << 30: "1 GiB"}
@@ -200,8 +213,10 @@ class Mmu:
 
     Writing ``mmu.cr3`` is MOV to CR3 (drops non-global TLB entries; global ones survive while
     CR4.PGE = 1; with CR4.PCIDE, bit 63 set means "no flush" and is not stored). Writing
-    ``mmu.cr4`` flushes everything when PGE toggles or PCIDE is cleared. CR0, EFER and ``ac``
-    are plain attributes. Only IA-32e paging (CR0.PG, CR4.PAE, EFER.LME) is modelled.
+    ``mmu.cr4`` flushes everything when PGE toggles or PCIDE is cleared; changing CR4.LA57
+    while EFER.LMA = 1 raises `GeneralProtectionFault` (#GP(0)) and changes nothing, so an Mmu
+    keeps the paging mode (4- or 5-level) it was created with. CR0, EFER and ``ac`` are plain
+    attributes. Only IA-32e paging (CR0.PG, CR4.PAE, EFER.LME) is modelled.
     """
 
     def __init__(
@@ -267,6 +282,18 @@ class Mmu:
     def cr4(self, value: int) -> None:
         value = int(value)
         old = self._cr4
+        if (old ^ value) & CR4_LA57 and self.efer & EFER_LMA:
+            # Intel SDM vol. 3A §2.5 (CR4.LA57 "cannot be modified in IA-32e mode") and the
+            # MOV to CR4 #GP(0) conditions: the number of paging levels is fixed while long
+            # mode is on. Refuse before touching anything (CR4 and the TLB stay as they are).
+            now, then = ("5", "4") if old & CR4_LA57 else ("4", "5")
+            raise GeneralProtectionFault(
+                f"MOV to CR4 raises #GP(0) (general protection, vector 13): CR4.LA57 cannot "
+                f"change while the CPU is in long mode (EFER.LMA = 1), so this Mmu stays with "
+                f"{now}-level paging. To walk {then}-level tables, create a new Mmu with "
+                f"cr4={'DEFAULT_CR4 | CR4_LA57' if then == '5' else 'DEFAULT_CR4'} "
+                "(FreeBSD picks the mode per process when it creates the pmap)."
+            )
         self._cr4 = value
         if (old ^ value) & (CR4_PGE | CR4_LA57) or (old & CR4_PCIDE and not value & CR4_PCIDE):
             n = self.tlb.flush(keep_global=False)
@@ -450,20 +477,13 @@ class Mmu:
         Results agree with a loop of `translate` element for element. With ``set_ad`` (the
         default) memory ends exactly as after that loop: A/D bits never change what a walk
         decides (they are never reserved, never address bits), so every walk can be decided on
-        the initial memory and the A/D updates OR-ed in afterwards. No trace steps."""
+        the initial memory and the A/D updates OR-ed in afterwards. No trace steps.
+
+        ``vas``: an integer numpy array, or a list/tuple of Python ints (any 64-bit value,
+        kernel addresses above 2**63 included); empty input gives empty result arrays."""
         _check_access(access, cpl)
         self._check_mode()
-        v = np.asarray(vas)
-        if v.dtype.kind == "i":
-            if v.size and v.min() < 0:
-                raise ValueError("linear addresses must be non-negative 64-bit values")
-            v = v.astype(np.uint64)
-        elif v.dtype.kind != "u":
-            if v.dtype == object:
-                v = np.array([_check_va(int(x)) for x in v.ravel()], dtype=np.uint64)
-            else:
-                raise TypeError("vas must be an array of integers")
-        v = v.astype(np.uint64, copy=False).ravel()
+        v = _as_addresses(vas)
         n = v.size
         pm = self.physmem
         m = pm.maxphyaddr
@@ -657,6 +677,29 @@ def _unique_words(idx: np.ndarray, nwords: int) -> np.ndarray:
     mask = np.zeros(nwords, dtype=bool)
     mask[idx] = True
     return np.flatnonzero(mask)
+
+
+def _as_addresses(vas: Any) -> np.ndarray:
+    """``vas`` as a flat uint64 array. Lists/tuples of Python ints are converted exactly: numpy
+    would infer float64 for [2**63 + x, small] (losing bits), so non-integer inference falls
+    back to checking each element as an int. Floats, bools and strings are refused."""
+    try:
+        v = np.asarray(vas)
+    except OverflowError:  # a value beyond 64 bits; _check_va names it below
+        v = np.array(vas, dtype=object)
+    if v.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    kind = v.dtype.kind
+    if kind == "u":
+        return v.astype(np.uint64, copy=False).ravel()
+    if kind == "i":
+        if v.min() < 0:
+            raise ValueError("linear addresses must be non-negative 64-bit values")
+        return v.astype(np.uint64).ravel()
+    if kind == "O" or (kind == "f" and not isinstance(vas, np.ndarray)):
+        flat = np.array(vas, dtype=object).ravel()
+        return np.fromiter((_check_va(x) for x in flat), dtype=np.uint64, count=flat.size)
+    raise TypeError(f"vas must be integers (got a {v.dtype} array)")
 
 
 def _check_va(va: Any) -> int:
