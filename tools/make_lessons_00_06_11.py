@@ -63,6 +63,28 @@ class Book:
         self.cells.append(cell)
 
 
+def your_turn(b: Book, number: int, topic: str, seed: int, intro: str, check: str) -> None:
+    """Predict-then-reveal on a generated problem, as lessons 01-04 do: the prompt, the
+    Predict widget with the topic's animation, then the answer printed (and checked by nbval)."""
+    # built flat: an interpolated multi-line intro would defeat Book.md's dedent
+    b.md(f"## {number}. Your turn\n\n{dedent(intro).strip()}\n\n"
+         f"> **Predict.** The problem below is generated from seed {seed}: the same problem on\n"
+         "> every machine. Type your answer in the box and press **Check** (or **Reveal**): the\n"
+         "> feedback, the kernel's steps and the animation appear below it. The printed answer\n"
+         "> follows in the next cell.")
+    b.code(f"""
+    from vmlab.exercises import generate
+    from vmlab.widgets import Predict
+    problem = generate("{topic}", seed={seed})
+    Predict(problem, animation=problem.animation())
+    """)
+    b.code(f"""
+    answer = problem.solve()
+    print("Answer:", answer)
+    {check}
+    """)
+
+
 LESSONS: dict[str, Callable[[Book], None]] = {}
 
 
@@ -384,6 +406,10 @@ def stacks(b: Book) -> None:
         if t <= e.start < t + 0x100000:
             print(e)
     """)
+    your_turn(b, 6, "stack", 5, """
+    Another process, another limit: read `RLIMIT_STACK` and `vm_ssize` in the problem, then
+    decide whether `vm_map_growstack` grows the stack and by how much.
+    """, 'assert answer["return value"] == KERN.NO_SPACE and answer["stack size"] == 0x40000')
     b.md("""
     ## Recap
     - `vm_map_stack` reserves `max_ssize` but maps only `sgrowsiz` (128 KiB); the rest is a
@@ -737,7 +763,13 @@ def faults(b: Book) -> None:
     Read-ahead plus prefault mapped far more than the three pages the program used. For
     sequential code and libraries that is a win; for truly random access `madvise(MADV_RANDOM)`
     turns read-ahead (and so the prefault window of hard faults) off.
-
+    """)
+    your_turn(b, 5, "prefault", 1, """
+    A file another process has partly read, a mapping with two privately written pages, and
+    a soft fault in the middle. Walk the prefault order (−1, +1, −2, +2, …) yourself: which
+    neighbours does `vm_fault_prefault` map, and which does it skip or stop at?
+    """, 'assert answer["pages mapped by prefault"] == [0x6000, 0x7000, 0x8000, 0xA000, 0xB000, 0xD000]')
+    b.md("""
     ## Recap
     - `vm_fault` ends in a soft fault (page resident), a hard fault (page-in with
       read-behind/ahead) or a zero-fill; a write to a COW page copies it.
@@ -924,7 +956,13 @@ def paging(b: Book) -> None:
     The page table that held these PTEs became empty, so `pmap_remove` freed it and cleared its
     PDE; that left the page directory empty, then the PDPT, and each was freed in turn
     (`pmap_unwire_ptp`): the walk above now stops at the very first level, the PML4.
-
+    """)
+    your_turn(b, 6, "walk", 1, """
+    Raw page tables, as the CPU sees them: find the four indices, follow the entries, and
+    decide whether the access reaches a physical address or faults (and with which error
+    code).
+    """, 'assert answer["indices"] == [174, 88, 407, 437] and answer["outcome"] == ("pf", 0x15)')
+    b.md("""
     ## Recap
     - A 48-bit address = 4 × 9-bit indices + 12-bit offset; each level's entry points to the
       next table; FreeBSD's intermediate entries are `0x67`, the leaf decides the rights.

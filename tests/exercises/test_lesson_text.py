@@ -92,3 +92,13 @@ def test_lesson05_first_touch_allocates_under_the_exclusive_lock() -> None:
     order = [next(k for k in ("exclusive", "First touch", "downgrades") if k in t)
              for t in texts if any(k in t for k in ("exclusive", "First touch", "downgrades"))]
     assert order == ["exclusive", "First touch", "downgrades"]
+
+
+@pytest.mark.parametrize("stem", ["01", "02", "03", "04", "06", "08", "09"])
+def test_lessons_with_a_topic_have_a_predict_widget_with_its_animation(stem: str) -> None:
+    """Predict-then-reveal: each lesson whose subject has an exercise topic offers one as a
+    Predict widget whose reveal is the topic's animation."""
+    (path,) = [p for p in LESSONS if p.name.startswith(stem + "_")]
+    nb = nbformat.read(path, as_version=4)
+    assert any(c.cell_type == "code" and re.search(r"Predict\(\w+, animation=\w+", c.source)
+               for c in nb.cells)

@@ -335,3 +335,19 @@ def test_animations_are_the_widgets_b_views() -> None:
     b = s.animation()
     assert isinstance(b, w.StackGrowth)
     assert b.view.grow["rv"] == s.solve()["return value"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 7])
+def test_walk_animation_walks_the_problems_tables(seed: int) -> None:
+    """The walk topic's animation is a PageWalk over the problem's own tables (built afresh):
+    its walk gives the indices and outcome the answer key gives."""
+    pytest.importorskip("ipywidgets")
+    import vmlab.widgets as w
+
+    p = generate("walk", seed)
+    a = p.animation()
+    assert isinstance(a, w.PageWalk)
+    ans = p.solve()
+    assert [s.index for s in a.value.steps] == ans["indices"]
+    got = ("pa", a.value.pa) if a.value.ok else ("pf", a.value.error_code)
+    assert got == ans["outcome"]

@@ -111,12 +111,18 @@ def build(pages: list[tuple[int, int]], va: int, access: str = "r",
                        "was present), W (write), U (user), I/D (fetch).")
         return out
 
+    def anim() -> Any:
+        # the same tables, built afresh, walked by the PageWalk widget at CPL 3
+        from vmlab.widgets import PageWalk
+
+        return PageWalk(_build(pages).pmap.mmu, va, access, 3)
+
     question = (f"A user-mode {_ACCESS[access]} of {va:#x}. Give the PML4, PDPT, PD and PT "
                 f"indices the walk uses, then the outcome: the physical address, or #PF and "
                 f"its error code.")
     return Problem(TOPIC, seed, params, "Walking the page tables", setup, question,
                    "four indices; outcome, e.g. 0 3 5 17; PA 0x2a123  or  0 3 5 17; #PF 0x7",
-                   run, hints)
+                   run, hints, anim)
 
 
 def generate(seed: int) -> Problem:
