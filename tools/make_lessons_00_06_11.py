@@ -1035,8 +1035,12 @@ def writing_back(b: Book) -> None:
     """)
     b.md("""
     Only the two dirty pages went to the disk. Before writing, `vm_object_page_clean`
-    **write-protects** them (`pmap_protect`): a write that arrives during or after the
-    write-back then faults and re-dirties the page, so no change is lost. Step through it:
+    **write-protects** each page it cleans: `vm_object_page_remove_write` calls
+    `pmap_remove_write(page)`, which clears `RW` (collecting the `D` bit first) in *every*
+    mapping of that page, found through the page's pv list. A write that arrives during or
+    after the write-back then faults and re-dirties the page, so no change is lost. (vmlab
+    does the same per mapping with a one-page `pmap_protect`, the lines printed above.) Step
+    through it:
     """)
     b.code("Player(sync_trace)")
     b.md("""
