@@ -200,7 +200,8 @@ def vm_map_lookup(
                     entry.offset = newoff
                 entry.cred = None
                 entry.eflags = entry.eflags & ~MAP_ENTRY.NEEDS_COPY
-                vm_map_lock_downgrade(map)
+                # Recorded before the downgrade: vm_map_lookup shadows while it holds the map
+                # exclusively (between vm_map_lock_upgrade and vm_map_lock_downgrade).
                 if new is not old:
                     if _tracing(map):
                         _rec(map, "shadow", "Write fault on a NEEDS_COPY entry: new anonymous "
@@ -214,6 +215,7 @@ def vm_map_lookup(
                              "has no other user, so it is not shadowed; NEEDS_COPY is cleared.",
                              entry=entry.id, old_object=old.id, new_object=old.id,
                              offset=entry.offset)
+                vm_map_lock_downgrade(map)
             else:
                 prot &= ~_W
         if entry.object is None:
