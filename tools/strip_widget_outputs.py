@@ -62,6 +62,22 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
+def merge_streams(outputs: list) -> list:
+    """Join adjacent stdout chunks: how the kernel splits a print into messages is timing, not
+    content, and a stored split would make the file differ from one regeneration to the next."""
+    merged: list = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (prev is not None and out.get("output_type") == "stream" == prev.get("output_type")
+                and out.get("name") == prev.get("name")):
+            text = prev.get("text", "")
+            prev["text"] = ("".join(text) if isinstance(text, list) else text) + (
+                "".join(out["text"]) if isinstance(out.get("text"), list) else out.get("text", ""))
+        else:
+            merged.append(out)
+    return merged
+
+
 def strip(nb: nbformat.NotebookNode) -> int:
     """Drop non-textual outputs in place (see module doc). Returns the number of cells tagged."""
     tagged = 0
@@ -75,6 +91,8 @@ def strip(nb: nbformat.NotebookNode) -> int:
             if IGNORE_TAG not in tags:
                 tags.append(IGNORE_TAG)
             tagged += 1
+        else:
+            cell.outputs = merge_streams(cell.outputs)
     nb.metadata.pop("widgets", None)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     lang = nb.metadata.get("language_info", {})
