@@ -8,7 +8,7 @@ kern_mprotect / kern_minherit make them.
 
 from __future__ import annotations
 
-from .constants import KERN, OBJT, VM_INHERIT, VM_MAP_PROTECT, VM_PROT
+from .constants import KERN, VM_INHERIT, VM_MAP_PROTECT, VM_PROT
 from .entries import HEADER, prot_str
 from .lock import LockWouldBlock, curthread, vm_map_lock, vm_map_unlock, vm_map_wait_busy
 from .splay import vm_map_entry_pred_id, vm_map_entry_succ_id
@@ -159,7 +159,9 @@ def _protect_locked(
             t.creds[e] = cred
             e = vm_map_entry_succ_id(map, e)
             continue
-        if obj.type != OBJT.DEFAULT and not obj.flags & OBJ_SWAP:
+        # FreeBSD 14: only swap-backed objects are charged ((obj->flags & OBJ_SWAP) == 0 ->
+        # skip); 13 also tested OBJT_DEFAULT, which 14 removed.
+        if not obj.flags & OBJ_SWAP:
             e = vm_map_entry_succ_id(map, e)
             continue
         # Charge for the whole object now.
