@@ -2,7 +2,9 @@
 
 Follows sys/kern/imgact_elf.c (__elfN(map_insert): file segments are mapped copy-on-write with
 MAP_PREFAULT, read-only ones also MAP_DISABLE_COREDUMP, and MAP_VN_EXEC; the bss is anonymous)
-and sys/kern/kern_exec.c (exec_new_vmspace: the main stack reserves maxssiz = 512 MiB below
+and sys/kern/kern_exec.c (exec_new_vmspace: the map starts at sv_minuser raised to PAGE_SIZE, so
+page 0 can never be mapped, unless security.bsd.map_at_zero is 1; the main stack reserves
+maxssiz = 512 MiB below
 USRSTACK with vm_map_stack — only sgrowsiz is mapped, the rest is the guard gap —, then
 vm_maxsaddr = stack bottom, vm_stacktop = USRSTACK, vm_ssize = sgrowsiz pages;
 exec_map_sharedpage: the shared page at SHAREDPAGE, r-x, MAP_INHERIT_SHARE). The result looks
@@ -29,12 +31,32 @@ from .constants import (
     PAGE_SIZE,
     SHAREDPAGE_LA48,
     USRSTACK,
+    VM_MAXUSER_ADDRESS_LA48,
+    VM_MIN_ADDRESS,
     VM_PROT,
 )
+from .sysctl import register_sysctl, sysctl
 
-__all__ = ["ELF_BASE", "exec_image", "shared_page_object"]
+__all__ = ["ELF_BASE", "exec_image", "exec_map_min", "shared_page_object"]
 
 ELF_BASE = 0x200000
+
+# sys/kern/kern_exec.c: SYSCTL_INT(_security_bsd, OID_AUTO, map_at_zero, CTLFLAG_RWTUN, ...)
+register_sysctl(
+    "security.bsd.map_at_zero",
+    0,
+    "Permit processes to map an object at virtual address 0.",
+    choices=(0, 1),
+)
+
+
+def exec_map_min() -> int:
+    """The lowest user address of a freshly exec'ed amd64 process (exec_new_vmspace):
+    sv_minuser (VM_MIN_ADDRESS, 0) with security.bsd.map_at_zero=1, else raised to PAGE_SIZE so
+    that a NULL pointer dereference always faults."""
+    if sysctl("security.bsd.map_at_zero"):
+        return VM_MIN_ADDRESS
+    return max(VM_MIN_ADDRESS, PAGE_SIZE)
 
 
 def shared_page_object(machine: Any) -> Any:
@@ -73,13 +95,14 @@ def exec_image(
     """A new process that has just exec'ed ``name`` (a file created on the machine's disk if it
     does not exist, its pages holding ``"name[i]"``). Returns the Vmspace, with vm_taddr,
     vm_tsize, vm_daddr, vm_dsize, vm_maxsaddr, vm_stacktop and vm_ssize set as exec sets them.
+    Its map covers [`exec_map_min`(), VM_MAXUSER_ADDRESS_LA48): page 0 is outside the map
+    unless ``sysctl("security.bsd.map_at_zero", 1)``, so mmap(MAP_FIXED) at 0 is EINVAL.
     """
-    from .sysctl import sysctl
     from .vm_map_find import vm_map_fixed, vm_map_stack
     from .vm_object import vm_object_reference
     from .vmspace import vmspace_alloc
 
-    vm = vmspace_alloc(machine=machine)
+    vm = vmspace_alloc(exec_map_min(), VM_MAXUSER_ADDRESS_LA48, machine=machine)
     machine = vm.machine
     vm.name = name
     npages = rodata_pages + text_pages + data_pages
