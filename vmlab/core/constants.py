@@ -237,8 +237,9 @@ class VM_MAP_FLAGS(IntFlag):
 
 
 class OBJT(IntEnum):
-    """enum obj_type. FreeBSD 14 removed OBJT_DEFAULT (anonymous memory is OBJT_SWAP with
-    OBJ_ANON); vmlab keeps ``OBJT.DEFAULT`` as a distinct teaching value for pre-14 lessons."""
+    """enum obj_type (sys/vm/vm.h, FreeBSD 14). There is no OBJT_DEFAULT: 14 removed it
+    (anonymous memory is OBJT_SWAP with OBJ_ANON, made by vm_object_allocate_anon) and value 8
+    is OBJT_FIRST_DYN, where dynamically registered pager types start."""
 
     INVALID = 0
     SWAP = 1
@@ -248,7 +249,6 @@ class OBJT(IntEnum):
     DEAD = 5
     SG = 6
     MGTDEVICE = 7
-    DEFAULT = 8
 
 
 class VM_FAULT(IntFlag):

@@ -311,7 +311,7 @@ _VERDICT_TEXT = {
 def _descend(obj: Any) -> bool:
     """Prefault may look in the backing object only through anonymous objects (FreeBSD 13's
     ``lobject->type == OBJT_DEFAULT``; FreeBSD 14 anonymous objects are OBJT_SWAP|OBJ_ANON)."""
-    return bool(obj.flags & OBJ_ANON) or obj.type == OBJT.DEFAULT
+    return bool(obj.flags & OBJ_ANON)
 
 
 def vm_fault_prefault(

@@ -78,7 +78,7 @@ def vm_object_allocate(type: OBJT, size: int) -> VmObject:
     """vm_object_allocate(9): a new object of ``type`` with ``size`` pages, one reference.
 
     As in FreeBSD 14 this never makes an anonymous object (no OBJ_ANON); use
-    `vm_object_allocate_anon`. OBJT.DEFAULT is vmlab's pre-14 teaching value (flags 0).
+    `vm_object_allocate_anon`.
     """
     type = OBJT(type)
     if size < 0:

@@ -35,7 +35,7 @@ __all__ = ["ForkView", "ForkDiagram", "parse_inherit", "parse_writes"]
 COW, NEEDS_COPY, GUARD, GROWS_DOWN = 0x4, 0x8, 0x10000, 0x1000
 _INH = {0: "share", 1: "copy", 2: "none", 3: "zero"}
 _INH_BY_NAME = {v: k for k, v in _INH.items()}
-_OBJT_BY_NAME = {"DEFAULT": 8, "SWAP": 1, "VNODE": 2, "DEVICE": 3, "PHYS": 4, "DEAD": 5,
+_OBJT_BY_NAME = {"SWAP": 1, "VNODE": 2, "DEVICE": 3, "PHYS": 4, "DEAD": 5,
                  "SG": 6, "MGTDEVICE": 7}
 PX, OX0, OX1, CX = 12, 318, 542, 576  # parent x, object column, child x
 EW = 272  # entry row width
@@ -386,7 +386,7 @@ class ForkDiagram(DiagramView):
 
     def _object(self, sc: Scene, o: Any, y: float, hl: bool, *, links: str = "") -> None:
         tcol = theme.OBJT_COLORS.get(_OBJT_BY_NAME.get(o.type, 0), "#999999")
-        kind = {"VNODE": "vnode", "SWAP": "anon", "DEFAULT": "anon", "PHYS": "phys"}.get(
+        kind = {"VNODE": "vnode", "SWAP": "anon", "PHYS": "phys"}.get(
             o.type, o.type.lower())
         name = f"#{o.id} {kind}" + (f" {o.handle}" if o.handle else "")
         pages = o.pages["pindex"].tolist() if len(o.pages) else []

@@ -82,7 +82,6 @@ OBJT_NAMES: dict[int, str] = {
     5: "dead",
     6: "sg",
     7: "mgtdevice",
-    8: "default",
 }
 OBJT_COLORS: dict[int, str] = {
     -1: "#d9dce3",
@@ -94,7 +93,6 @@ OBJT_COLORS: dict[int, str] = {
     5: "#555555",
     6: "#86bcb6",
     7: "#bab0ac",
-    8: "#9c755f",
 }
 
 GAP_FILL = "#ffffff"
