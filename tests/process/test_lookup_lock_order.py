@@ -43,3 +43,22 @@ def test_cow_write_fault_shadows_under_the_exclusive_lock() -> None:
     assert "shadow" in seq
     k = seq.index("shadow")
     assert seq[k - 1] == "exclusive" and seq[k + 1] == "downgrade"
+
+
+def test_fork_entry_text_says_write_protected_only_when_pmap_protect_runs() -> None:
+    """vm_map_copy_entry calls pmap_protect only for a writable source not already
+    NEEDS_COPY; the fork_entry step must say so only then, and the PTE must agree."""
+    from vmlab.core import exec_image, pmap_prot
+
+    vm = exec_image(name="/bin/sh")
+    err, a = mmap(vm, 0, 0x2000, PROT_READ | PROT_WRITE, MAP_ANON | MAP_PRIVATE)
+    assert err == 0
+    vm_write(vm, a, 1)
+    assert pmap_prot(vm.vm_pmap, a) & VM_PROT.WRITE
+    with recording(vm) as tr:
+        err, child = fork(vm)
+    said = {s.data["start"]: s.text for s in tr.steps if s.kind == "fork_entry"}
+    assert "write-protected" in said[a]
+    assert pmap_prot(vm.vm_pmap, a) == VM_PROT.READ
+    text = min(k for k in said)  # the program's first (read-only, NEEDS_COPY) entry
+    assert "write-protected" not in said[text] and "already NEEDS_COPY" in said[text]

@@ -341,6 +341,12 @@ def vmspace_fork(vm1: Vmspace) -> Vmspace:
                 nt.creds[n] = None
                 entry_link(new_map, n)
                 _forked(vm1, vm2, n)
+                # vm_map_copy_entry write-protects the parent's pages only for a writable
+                # source that is not NEEDS_COPY already (the others have no writable PTEs).
+                wp = ("; the parent's pages are write-protected." if not ef & MAP_ENTRY.NEEDS_COPY
+                      and ot.protection[o] & VM_PROT.WRITE else
+                      " (already NEEDS_COPY: its PTEs are read-only already)."
+                      if ef & MAP_ENTRY.NEEDS_COPY else " (read-only: no PTE to change).")
                 mode = _copy_entry(vm1, vm2, o, n)
                 if mode == "wired":
                     from .entries import VmMapEntry
@@ -350,7 +356,8 @@ def vmspace_fork(vm1: Vmspace) -> Vmspace:
                 obj = nt.objects[n]
                 _rec(vm1, "fork_entry",
                      f"[{s:#x}, {en:#x}) is COPIED: "
-                     + {"cow": f"both entries become COW|NEEDS_COPY on object #{obj.id if obj else -1}; the parent's pages are write-protected.",  # noqa: E501
+                     + {"cow": "both entries become COW|NEEDS_COPY on object "
+                        f"#{obj.id if obj else -1}{wp}",
                         "none": "it has no object yet, so the child simply gets its own empty entry (no COW).",  # noqa: E501
                         "wired": "it is wired and writable, so its pages are copied right now."}[mode],  # noqa: E501
                      entry=o, child_entry=n, inheritance=what, start=s, end=en,
