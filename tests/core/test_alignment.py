@@ -215,3 +215,17 @@ def test_aligned_neighbours_of_the_refused_calls_work():
         (0x3000, 0x4000), (0x4000, 0x5000), (0x10000, 0x11000), (0x50000, 0x51000),
         (0x51000, 0x53000)]
     vm_map_check(m)
+
+
+def test_sgrowsiz_must_be_a_page_multiple() -> None:
+    """The model refuses a kern.sgrowsiz that would make unaligned stack entries; the
+    tunable keeps its old value."""
+    from vmlab.core import sysctl
+
+    old = sysctl("kern.sgrowsiz")
+    for bad in (0x1800, 0, -0x1000):
+        with pytest.raises(ValueError, match="multiple of PAGE_SIZE"):
+            sysctl("kern.sgrowsiz", bad)
+        assert sysctl("kern.sgrowsiz") == old
+    assert sysctl("kern.sgrowsiz", 0x4000) == old
+    assert sysctl("kern.sgrowsiz", old) == 0x4000

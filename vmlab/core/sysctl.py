@@ -7,10 +7,11 @@ Defaults are FreeBSD 14's (sys/vm/vm_map.c, sys/kern/kern_exec.c / subr_param.c)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import SGROWSIZ
+from .constants import PAGE_SIZE, SGROWSIZ
 
 __all__ = [
     "register_sysctl",
@@ -26,20 +27,24 @@ class _Tunable:
     doc: str
     value: Any
     choices: tuple[Any, ...] | None = None
+    #: returns an error sentence for a value the model cannot take, else None
+    check: Callable[[Any], str | None] | None = None
 
 
 _table: dict[str, _Tunable] = {}
 
 
 def register_sysctl(
-    name: str, default: Any, doc: str, choices: tuple[Any, ...] | None = None
+    name: str, default: Any, doc: str, choices: tuple[Any, ...] | None = None,
+    check: Callable[[Any], str | None] | None = None,
 ) -> None:
-    """Add a tunable (idempotent for the same name and default)."""
+    """Add a tunable (idempotent for the same name and default). ``check(value)`` returns an
+    error sentence for a value the model refuses (the sysctl then keeps its old value)."""
     old = _table.get(name)
     if old is not None and old.default != default:
         raise ValueError(f"sysctl {name} is already registered with default {old.default!r}")
     if old is None:
-        _table[name] = _Tunable(default, doc, default, choices)
+        _table[name] = _Tunable(default, doc, default, choices, check)
 
 
 def sysctl(name: str, *value: Any) -> Any:
@@ -58,6 +63,8 @@ def sysctl(name: str, *value: Any) -> Any:
         raise TypeError(f"sysctl {name} takes an integer, not {type(v).__name__}")
     if t.choices is not None and v not in t.choices:
         raise ValueError(f"sysctl {name}: {v!r} is not one of {t.choices}")
+    if t.check is not None and (err := t.check(v)) is not None:
+        raise ValueError(f"sysctl {name}: {err}")
     old = t.value
     t.value = v
     return old
@@ -80,7 +87,16 @@ register_sysctl(
     "Cluster anonymous mappings: 0 = no, 1 = yes if no hint, 2 = always",
     choices=(0, 1, 2),
 )
-register_sysctl("kern.sgrowsiz", SGROWSIZ, "Amount to grow stack on a stack fault")
+def _page_multiple(v: int) -> str | None:
+    # FreeBSD accepts any value and would then build stack entries that are not page
+    # aligned (vm_map_stack's init_ssize, growstack's roundup); the model refuses instead.
+    if v <= 0 or v % PAGE_SIZE:
+        return f"{v:#x} is not a positive multiple of PAGE_SIZE ({PAGE_SIZE:#x})"
+    return None
+
+
+register_sysctl("kern.sgrowsiz", SGROWSIZ, "Amount to grow stack on a stack fault",
+                check=_page_multiple)
 register_sysctl(
     "security.bsd.stack_guard_page",
     1,
