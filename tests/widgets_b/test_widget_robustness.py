@@ -15,10 +15,10 @@ from wb_helpers import PAGE, anon_process, exec_process
 
 from vmlab.core import MAP_ENTRY, VM_INHERIT, process_snapshot, vm_write
 from vmlab.widgets import ForkView, InputError, Overview
+from vmlab.widgets.canvas import Canvas
 from vmlab.widgets.forkview import parse_inherit
 from vmlab.widgets.linking import _TAG_JS
 from vmlab.widgets.overview import AddressSpaceOverview
-from vmlab.widgets.walkview import WalkView
 
 
 def _entry(vm, va):
@@ -163,10 +163,10 @@ def test_fork_rows_link_to_each_other_and_their_objects():
     assert set(hot[f"row:p:{a:#x}"]["links"].split()) == want
     assert set(hot[f"row:c:{a:#x}"]["links"].split()) == want
     assert set(hot[f"obj:{co.id}"]["links"].split()) == {f"obj:{co.id}", f"row:c:{a:#x}"}
-    # the hover tool runs the tag-linking callback; other diagram canvases stay unlinked
+    # the hover tool runs the tag-linking callback; a canvas is unlinked unless asked
     tools = [t for t in w.view.figure.tools if getattr(t, "callback", None) is not None]
     assert len(tools) == 1 and tools[0].callback.code == _TAG_JS
-    assert "links" not in WalkView().canvas.hot.data
+    assert "links" not in Canvas().hot.data
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")

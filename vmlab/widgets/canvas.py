@@ -11,6 +11,7 @@ replace otherwise; never ``stream()``). Every primitive may carry a ``tag`` so t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ BOX_COLS = ("l", "r", "t", "b", "fill", "alpha", "line", "lw", "dash", "hatch", 
 TEXT_COLS = ("x", "y", "text", "color", "size", "font", "style", "align", "baseline", "tag")
 HOT_COLS = ("l", "r", "t", "b", "tip")
 #: With ``Canvas(linked=True)`` the hoverable boxes also carry their tag and the tags they
-#: point at (`linking.link_tags`).
+#: point at (`linking.link_tags`); see `Scene.link`.
 LINKED_HOT_COLS = (*HOT_COLS, "tag", "links")
 LINE_COLS = ("x0", "y0", "x1", "y1", "color", "lw", "dash", "tag")
 
@@ -73,6 +74,20 @@ class Scene:
               tag: str = "") -> None:
         self.arrows.append({"x0": x0, "y0": y0, "x1": x1, "y1": y1, "color": color, "lw": lw,
                             "dash": dash, "tag": tag})
+
+    def link(self, tags: Iterable[str]) -> None:
+        """On a linked canvas, hovering any box tagged in ``tags`` outlines every box tagged in
+        ``tags`` (added to what those boxes already link). Only boxes with a ``tip`` take part,
+        since only they answer the hover tool; tags no such box has are dropped, and a group
+        left with fewer than two tags links nothing (outlining just the pointed-at box would
+        say nothing)."""
+        hot = {b["tag"] for b in self.boxes if b["tip"]}
+        keep = [t for t in dict.fromkeys(tags) if t in hot]
+        if len(keep) < 2:
+            return
+        for b in self.boxes:
+            if b["tip"] and b["tag"] in keep:
+                b["links"] = " ".join(dict.fromkeys([*b["links"].split(), *keep]))
 
     # -- for tests and descriptions ----------------------------------------------------------
     def find(self, tag: str) -> list[dict[str, Any]]:
@@ -144,7 +159,13 @@ class Canvas:
         set_data(self.texts, _columns(scene.texts, TEXT_COLS))
         set_data(self.lines, _columns(scene.lines, LINE_COLS))
         set_data(self.arrows, _columns(scene.arrows, LINE_COLS))
-        set_data(self.hot, _columns([b for b in scene.boxes if b["tip"]], self.hot_cols))
+        hot = [b for b in scene.boxes if b["tip"]]
+        if self.linked:
+            # topmost first: `linking.link_tags` follows the first hovered box that links
+            # anything, so a box drawn over another (a flag chip on its row) decides, and one
+            # that links nothing lets the pointer through to the box under it
+            hot.reverse()
+        set_data(self.hot, _columns(hot, self.hot_cols))
 
     # -- reading back what is shown (tests) --------------------------------------------------
     def shown(self, source: str = "texts") -> list[dict[str, Any]]:

@@ -8,6 +8,9 @@ pmap_enter_quick, skipped (outside the window or the entry, already mapped, no p
 page, not valid) or **stop** (resident nowhere in the chain: the loop ends) — and the strip
 shows the PTEs that result. A fault that zero-filled a page or made a soft COW copy has
 faultcount 1 and no prefault at all; the view says so.
+
+Linked hover (`canvas.Scene.link`, in the browser): a page's cell in the strip and its chip in
+the "order:" timeline outline each other (same page address).
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ class PrefaultView(DiagramView):
     """The strip of pages around one fault and the prefault candidates' verdicts."""
 
     def __init__(self) -> None:
-        super().__init__(height=330)
+        super().__init__(height=330, linked=True)
         self._key: int | None = None
         self._procs: list[dict[int, Any]] = []
 
@@ -281,8 +284,13 @@ class PrefaultView(DiagramView):
             label = f"{'+' if off > 0 else '−'}{abs(off)}"
             w = 34
             hl = v is not None and va == cur_va
+            later = any(int(d["va"]) == va for _k, d in self.cands)
+            why = (html.escape(VERDICTS[v[1]["verdict"]][2]) if v is not None else
+                   "examined at a later step" if later else "never examined")
             sc.box(x, y, x + w, y + 17, col, line=theme.HIGHLIGHT if hl else theme.CARD_BORDER,
-                   lw=3 if hl else 1, tag=f"tl:{k}")
+                   lw=3 if hl else 1, tag=f"tl:{k}",
+                   tip=f"<b>{va:#x}</b> ({off:+d} pages): candidate {k + 1}<br>{why}")
+            sc.link([f"cell:{off}", f"tl:{k}"])  # the same page in the strip
             sc.text(x + w / 2, y + 9, label, size=10, mono=True, bold=v is not None,
                     color="white" if v is not None else theme.TEXT_MUTED, align="center",
                     tag=f"tl:{k}")

@@ -12,6 +12,10 @@ The view draws the stack region on a segmented axis (every piece visible, howeve
 4 KiB guard beside a 512 MiB gap), the gap hatched with its guard dark, the stack entries,
 the faulting address, the growth bracket (needed → rounded to sgrowsiz) and the RLIMIT_STACK
 line, at each step as the trace recorded it.
+
+Linked hover (`canvas.Scene.link`, in the browser): the fault marker and the entry the address
+falls in (the gap, with its guard when the address is in the guard; after growth, the new
+stack entry) outline each other.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ class StackView(DiagramView):
     """The stack region at one step (see the module doc). ``question`` is set per run."""
 
     def __init__(self) -> None:
-        super().__init__(height=300)
+        super().__init__(height=300, linked=True)
         self.question: StackQuestion | None = None
         self._key: tuple[int, Any] | None = None
         self._procs: list[dict[int, Any]] = []
@@ -152,6 +156,7 @@ class StackView(DiagramView):
             hl_entry = (int(st.data.get("start", st.data.get("old_end", 0))),
                         int(st.data.get("end", st.data.get("new_end", 0))))
         labels: list[tuple[int, str]] = []
+        at_fault: list[str] = []  # the boxes of the entry the fault address falls in
         failed = self.grow is not None and self.grow.get("rv") != 0 and \
             self.grow_step is not None and i >= self.grow_step
         for row in m.entries:
@@ -163,8 +168,11 @@ class StackView(DiagramView):
             x0, x1 = self.x(s), self.x(e)
             tip = (f"<b>[{s:#x}, {e:#x})</b> {theme.fmt_size(e - s)}<br>prot "
                    f"{theme.prot_str(prot)}, eflags {html.escape(theme.eflags_str(ef))}")
+            inside = s <= q.addr < e
             if ef & GUARD:
                 guard = min(q.guard, e - s)
+                if inside:
+                    at_fault += ["gap", "guard"] if q.addr < s + guard else ["gap"]
                 gx = self.x(s + guard)
                 sc.box(x0, BAND_T, x1, BAND_B, theme.GAP_FILL, hatch="/",
                        line=theme.GAP_LINE, tag="gap", tip=tip + "<br>stack gap: a fault here "
@@ -189,6 +197,8 @@ class StackView(DiagramView):
                     (new and st.kind == "grow")
                 sc.box(x0, BAND_T, x1, BAND_B, fill, line=theme.HIGHLIGHT if hl else "white",
                        lw=4 if hl else 1.5, tag="new" if new else f"stack:{s:#x}", tip=tip)
+                if inside:
+                    at_fault.append("new" if new else f"stack:{s:#x}")
                 if x1 - x0 > 40:
                     sc.text((x0 + x1) / 2, BAND_T + 16, ("new " if new else "") + "stack",
                             size=10, bold=True, color="white", align="center",
@@ -229,9 +239,21 @@ class StackView(DiagramView):
             sc.arrow(xa, BAND_T - 20, xa, BAND_T - 2, color=theme.ACCENT, lw=2.5, tag="fault")
             word = {"r": "read", "w": "write", "x": "fetch"}[q.access]
             anchor = "right" if xa > W - 200 else "left" if xa < 200 else "center"
-            sc.text(xa - 6 if anchor == "right" else xa + 6 if anchor == "left" else xa,
-                    BAND_T - 30, f"{word} fault at {q.addr:#x}", size=11, bold=True,
-                    color=theme.ACCENT, align=anchor, tag="fault")
+            label = f"{word} fault at {q.addr:#x}"
+            tx = xa - 6 if anchor == "right" else xa + 6 if anchor == "left" else xa
+            sc.text(tx, BAND_T - 30, label, size=11, bold=True, color=theme.ACCENT,
+                    align=anchor, tag="fault")
+            # an invisible box over the arrow and its label answers the hover (and is what a
+            # hovered entry outlines)
+            tw = 6.6 * len(label)
+            lx = tx - tw if anchor == "right" else tx if anchor == "left" else tx - tw / 2
+            where = ("in the guard of the stack gap" if "guard" in at_fault else
+                     "in the stack gap" if at_fault == ["gap"] else
+                     "in the stack entry grown for it" if at_fault == ["new"] else
+                     "in a stack entry" if at_fault else "in no entry at this step")
+            sc.box(min(lx, xa - 8) - 2, BAND_T - 40, max(lx + tw, xa + 8) + 2, BAND_T - 1,
+                   None, line=None, tag="fault", tip=f"<b>{q.addr:#x}</b>: {where}")
+            sc.link(["fault", *at_fault])
         # growth bracket
         g = self.grow if (self.grow_step is not None and i >= self.grow_step) else None
         y = BAND_B + 66

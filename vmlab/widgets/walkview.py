@@ -10,6 +10,12 @@ address, or the #PF error code bit by bit with CR2, or #GP(0) for a non-canonica
 
 The view reads only the trace: entry values as read come from ``walk_level`` steps, the values
 after the walk from the Mmu's snapshot (the entries it touched).
+
+Linked hover (`canvas.Scene.link`, in the browser): an index field of the address and the
+entry row it selects outline each other (a flag chip counts as its row); the offset field and
+the result (frame + offset = PA) too, with the index fields a large page turns into offset
+bits (bits 20:12 for a 2 MiB PDE leaf, 29:12 for a 1 GiB PDPTE leaf); the sign-extension
+field and the #GP result of a non-canonical address.
 """
 
 from __future__ import annotations
@@ -105,7 +111,7 @@ class WalkView(DiagramView):
     """The walk diagram. ``question`` (a `WalkQuestion`) is set before a trace is shown."""
 
     def __init__(self) -> None:
-        super().__init__(height=460)
+        super().__init__(height=460, linked=True)
         self.question: WalkQuestion | None = None
 
     # -- reading the trace -------------------------------------------------------------------
@@ -156,7 +162,7 @@ class WalkView(DiagramView):
             sc.arrow(66, y + 1, 66, top - 1, color=theme.TEXT_MUTED, tag=f"arrow:{level}")
             e = by_level.get(level)
             if e is None:
-                self._pending_row(sc, level, top, row_h, W, stopped=final)
+                self._pending_row(sc, q, level, top, row_h, W, stopped=final)
             else:
                 self._row(sc, q, e, top, row_h, W, after.get(int(e["entry_pa"])) if final
                           else None, current=level == cur_level)
@@ -170,8 +176,29 @@ class WalkView(DiagramView):
                    tag="result")
             sc.text(W / 2, top + 32, "the result appears when the walk ends", size=11,
                     italic=True, color=theme.TEXT_MUTED, align="center", tag="result")
+        self._link(sc, q, st, read)
         sc.height = int(top + 64 + 10)
         return sc
+
+    @staticmethod
+    def _link(sc: Scene, q: WalkQuestion, st: Any, read: list[dict[str, Any]]) -> None:
+        """Group each index field with the row it selects, the offset with the result."""
+        offset_levels: list[str] = []
+        if st.kind == "walk_done":  # a large page: the levels under its leaf are offset bits
+            psize = int(st.data["page_size"])
+            offset_levels = [lv for lv in q.levels if 1 << SHIFT[lv] < psize]
+            sc.link(["va:offset", *(f"va:{lv}" for lv in offset_levels), "result"])
+        elif st.kind == "walk_fault" and st.data.get("vector") == 13:
+            sc.link(["va:sign", "result"])
+        for lv in q.levels:
+            if lv not in offset_levels:
+                sc.link([f"va:{lv}", f"row:{lv}"])
+        # the flag chips of a read row point where their row points
+        links = {b["tag"]: b["links"] for b in sc.boxes if b["tag"].startswith("row:")
+                 and b["links"]}
+        for b in sc.boxes:
+            if b["tip"] and b["tag"].startswith("flag:"):
+                b["links"] = links.get("row:" + b["tag"].split(":")[1], "")
 
     def _va_fields(self, sc: Scene, q: WalkQuestion, cur: str | None, final: bool,
                    W: float) -> None:
@@ -216,11 +243,15 @@ class WalkView(DiagramView):
                     align="center", tag=f"va:{key}")
             x += w + 4
 
-    def _pending_row(self, sc: Scene, level: str, top: float, h: float, W: float,
-                     stopped: bool) -> None:
+    def _pending_row(self, sc: Scene, q: WalkQuestion, level: str, top: float, h: float,
+                     W: float, stopped: bool) -> None:
         color = LEVEL_COLORS[level]
+        s = SHIFT[level]
         sc.box(12, top, W - 12, top + h, None, line=theme.CARD_BORDER, dash="dashed",
-               tag=f"row:{level}")
+               tag=f"row:{level}",
+               tip=f"{level}: entry {(q.va >> s) & 511} (bits {s + 8}:{s} of the address) of "
+                   f"the {TABLE[level]} table; " + ("not read: the walk stopped above" if stopped
+                                                    else "not read yet"))
         sc.box(20, top + 8, 112, top + 26, color, alpha=0.35, line=None, tag=f"row:{level}")
         sc.text(66, top + 17.5, level, size=11, bold=True, color="white", align="center",
                 tag=f"row:{level}")
@@ -290,7 +321,10 @@ class WalkView(DiagramView):
         if st.kind == "walk_done":
             pa, psize = int(d["pa"]), int(d["page_size"])
             off = q.va & (psize - 1)
-            sc.box(12, top, W - 12, top + h, "#ecfdf3", line=theme.OK, lw=2, tag="result")
+            sc.box(12, top, W - 12, top + h, "#ecfdf3", line=theme.OK, lw=2, tag="result",
+                   tip=f"the {_SIZE.get(psize, str(psize))} frame at {pa - off:#x} plus the "
+                       f"offset {off:#x} (bits {psize.bit_length() - 2}:0 of the address) = "
+                       f"physical {pa:#x}")
             sc.text(24, top + 16, f"PA = frame {pa - off:#x} + offset {off:#x} = {pa:#x}",
                     size=13, mono=True, bold=True, color=theme.OK, tag="result:pa")
             rw = all(int(e["raw"]) & 2 for e in read)
@@ -308,7 +342,9 @@ class WalkView(DiagramView):
                     theme.TEXT_MUTED, tag="result:ad")
             return
         if d.get("vector") == 13:
-            sc.box(12, top, W - 12, top + h, "#fef2f2", line=theme.ERROR, lw=2, tag="result")
+            sc.box(12, top, W - 12, top + h, "#fef2f2", line=theme.ERROR, lw=2, tag="result",
+                   tip=f"bits 63:{SHIFT[q.levels[0]] + 8} of {q.va:#x} are not all equal: "
+                       "#GP(0) before any table is read")
             sc.text(24, top + 18, "#GP(0), vector 13: non-canonical address", size=13,
                     bold=True, color=theme.ERROR, tag="result:gp")
             sc.text(24, top + 40, "No page walk, no #PF error code, CR2 is not written "
