@@ -589,6 +589,19 @@ def forks(b: Book) -> None:
     """)
     b.code("Predict(problem)")
     b.md("""
+    ### The PTE bits after fork
+
+    One more, one level down, in the page tables (lesson 09 has the bits): after fork and a
+    write, which of the PTE bits **P**, **RW**, **A** (accessed) and **D** (dirty) does the page
+    have in the parent and in the child? Type e.g. `parent: P A; child: P RW A D` (or `no PTE`);
+    the reveal runs the same fork in a `ForkView`.
+    """)
+    b.code("""
+    pte_problem = generate("fork_pte", seed=26)
+    print(pte_problem)
+    """)
+    b.code("Predict(pte_problem, animation=pte_problem.animation())")
+    b.md("""
     ## Recap
     - Inheritance is per entry; `vm_map_inherit` clips so that only the range changes.
     - `minherit(2)` calls `vm_map_inherit`, which takes the map lock itself.

@@ -24,6 +24,7 @@ from .parse import (
     parse_errcode,
     parse_kern,
     parse_prot_pair,
+    parse_pte_flags,
     parse_ranges,
 )
 
@@ -96,13 +97,14 @@ _KINDS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str]]] = {
     "outcome": (_parse_outcome, _fmt_outcome),
     "indices": (_parse_indices, lambda v: " ".join(str(i) for i in v)),
     "labels": (_parse_labels, lambda v: " ".join(v)),
+    "pte": (parse_pte_flags, lambda v: " ".join(v) if v else "no PTE"),
 }
 
 @dataclass(frozen=True)
 class Part:
     """One piece of an answer: ``name`` (shown to students), ``kind`` (how it is read and
     printed: addr, size, kern, ranges, range, addrs, prot_pair, errcode, outcome, indices,
-    labels) and the model's ``value``."""
+    labels, pte: the set flags among P RW A D, ``()`` for no PTE) and the model's ``value``."""
 
     name: str
     kind: str

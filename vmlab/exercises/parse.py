@@ -22,6 +22,7 @@ __all__ = [
     "parse_kern",
     "parse_prot",
     "parse_prot_pair",
+    "parse_pte_flags",
     "parse_ranges",
 ]
 
@@ -208,3 +209,62 @@ def parse_errcode(text: str) -> int:
         return nums[0]
     raise AnswerError(f"{text.strip()!r} is not an error code: write a number (0x7) or the "
                       "bit names (P W U)")
+
+
+#: The PTE flags the fork_pte exercise asks about, in bit order (sys/amd64/include/pte.h:
+#: X86_PG_V, X86_PG_RW, X86_PG_A, X86_PG_M; the SDM calls M "D", dirty).
+PTE_FLAGS: tuple[str, ...] = ("P", "RW", "A", "D")
+_PTE_WORDS = {"P": "P", "PRESENT": "P", "V": "P", "VALID": "P", "PG_V": "P",
+              "RW": "RW", "W": "RW", "WRITE": "RW", "WRITABLE": "RW", "PG_RW": "RW",
+              "A": "A", "ACCESSED": "A", "REFERENCED": "A", "PG_A": "A",
+              "D": "D", "M": "D", "DIRTY": "D", "MODIFIED": "D", "PG_M": "D"}
+#: Words a student may add that the question does not ask about (user, no-execute, the
+#: software bits, labels): read and ignored.
+_PTE_IGNORED = {"US", "U", "USER", "XD", "NX", "MANAGED", "PG_U", "PG_NX", "PG_MANAGED",
+                "FLAGS", "PTE", "BITS", "SET", "PARENT", "CHILD", "AND", "R", "READ",
+                "READABLE", "X86_PG_V"}
+_PTE_RO = {"RO", "READ-ONLY", "READONLY"}
+_NO_PTE = re.compile(r"^\s*(no\s*pte|none|nothing|-+|absent|not\s*present|not\s*mapped|"
+                     r"unmapped|no\s*mapping|invalid|empty|0|\[\]|\{\})\s*\.?\s*$",
+                     re.IGNORECASE)
+
+
+def parse_pte_flags(text: str) -> tuple[str, ...]:
+    """Which of P, RW, A, D a PTE has: ``P RW A D``, ``rw, a, p``, ``present|dirty``, ``R/W``,
+    ``M`` for D, any order and case; ``RO`` means present without RW; RW, A or D imply P;
+    ``no PTE`` / ``none`` / ``-`` / ``not present`` for no valid PTE; a raw PTE value
+    (``0x8000000000012467``) is decoded. US, XD/NX and MANAGED may be named and are ignored.
+    Returns the set flags in the order P RW A D (empty: no PTE)."""
+    if not isinstance(text, str):
+        raise AnswerError("expected text")
+    t = text.strip().rstrip(".")
+    t = re.sub(r"^\s*(parent|child)\s*(pte)?\s*[:=]?", " ", t, flags=re.IGNORECASE)
+    if _NO_PTE.match(t):
+        return ()
+    if re.fullmatch(r"\s*0[xX][0-9a-fA-F_]+\s*", t):
+        raw = _to_int(t.strip())
+        if raw > M64:
+            raise AnswerError(f"{raw:#x} does not fit in 64 bits")
+        bits = {"P": 1, "RW": 2, "A": 0x20, "D": 0x40}
+        return tuple(f for f in PTE_FLAGS if raw & 1 and raw & bits[f])
+    t = re.sub(r"\bR\s*/\s*W\b", " RW ", t, flags=re.IGNORECASE)
+    t = re.sub(r"\bread[\s-]+only\b", " RO ", t, flags=re.IGNORECASE)
+    words = [w for w in re.split(r"[\s,;|+/&:=()\[\]{}]+", t.upper()) if w]
+    got: set[str] = set()
+    ro = False
+    for w in words:
+        if w in _PTE_WORDS:
+            got.add(_PTE_WORDS[w])
+        elif w in _PTE_RO:
+            ro = True
+        elif w not in _PTE_IGNORED:
+            raise AnswerError(f"{w!r} is not a PTE flag: name the set flags among P, RW, A, D "
+                              "(or write 'no PTE')")
+    if ro and "RW" in got:
+        raise AnswerError("read-only and RW at once: name the flags that are set")
+    if ro or got:
+        got.add("P")  # RW, A or D (or "read-only") only exist in a present PTE
+    if not got:
+        raise AnswerError(f"no PTE flags found in {text.strip()!r}: write e.g. P RW A D, "
+                          "or 'no PTE'")
+    return tuple(f for f in PTE_FLAGS if f in got)

@@ -18,6 +18,7 @@ TOPICS: dict[str, str] = {
     "protect": "vm_map_protect's KERN code with max_protection, and the protections after",
     "find": "vm_map_find with find_space modes, alignment, max_addr and anon clustering",
     "fork": "what each entry becomes in the child of vmspace_fork, by inheritance",
+    "fork_pte": "the P, RW, A and D bits of a page's PTE in parent and child after fork",
     "walk": "x86-64 page-walk indices of an address, and the PA or the #PF error code",
     "prefault": "which neighbours of a faulting page vm_fault_prefault maps (or none)",
     "stack": "vm_map_growstack's KERN code and the stack size after a store below the stack",
