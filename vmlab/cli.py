@@ -352,6 +352,14 @@ def _write_html(obj: object, path: str, who: str, title: str | None = None) -> i
     return EXIT_OK
 
 
+def _print_results(results: list, quiet: bool) -> None:
+    for r in results:
+        if not quiet or not r.ok:
+            mark = "ok " if r.ok else "FAIL"
+            _write(sys.stdout if r.ok else sys.stderr,
+                   f"{mark} steps[{r.index}] {r.proc}: {r.message}\n")
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from vmlab.io import scenario as S
 
@@ -383,13 +391,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         rep = S.replay(sc, check=False)
     except S.ScenarioReplayError as exc:
+        _print_results(exc.results, args.quiet)  # what ran before the replay stopped
         print(f"vmlab replay: {exc}", file=sys.stderr)
         return EXIT_ISSUES
-    for r in rep.results:
-        if not args.quiet or not r.ok:
-            mark = "ok " if r.ok else "FAIL"
-            _write(sys.stdout if r.ok else sys.stderr,
-                   f"{mark} steps[{r.index}] {r.proc}: {r.message}\n")
+    _print_results(rep.results, args.quiet)
     print(f"vmlab replay: {len(rep.results)} steps, {len(rep.trace)} trace steps, "
           f"{sum(not r.ok for r in rep.results)} failed expectations", file=sys.stderr)
     if args.trace:

@@ -62,7 +62,12 @@ def test_failed_save_in_cli(tmp_path, capsys):
     f = tmp_path / "s.json"
     f.write_text(json.dumps(doc(mmap(flags="MAP_PRIVATE"), touch())))
     code, out, err = run_cli(["replay", str(f)], capsys)
-    assert code == 1 and out == "" and err == f"vmlab replay: {FAILED_SAVE}\n"
+    # the steps that ran before the replay stopped are printed first
+    assert code == 1 and out == "ok  steps[0] p: mmap returned EBADF.\n"
+    assert err == f"vmlab replay: {FAILED_SAVE}\n"
+    with pytest.raises(S.ScenarioReplayError) as ex:
+        S.replay(S.load_scenario(doc(mmap(flags="MAP_PRIVATE"), touch())), check=False)
+    assert [r.index for r in ex.value.results] == [0]
 
 
 def test_failed_save_does_not_keep_an_older_value():

@@ -83,6 +83,8 @@ class ScenarioReplayError(RuntimeError):
     def __init__(self, index: int, message: str) -> None:
         super().__init__(f"steps[{index}]: {message}")
         self.index = index
+        #: the results of the steps that ran before this one (set by `replay`)
+        self.results: list[StepResult] = []
 
 
 class ScenarioExpectationError(ScenarioReplayError):
@@ -1196,12 +1198,16 @@ def replay(sc: Scenario | str | Path | Mapping[str, Any], *, check: bool = True,
     with _fresh_ids(), _sysctls(sc.sysctls):
         r = _Runner(sc)
         r.start()
-        for k, step in enumerate(sc.steps):
-            res = r.run_step(step)
-            if progress is not None:
-                progress(k + 1, len(sc.steps))
-            if check and not res.ok:
-                raise ScenarioExpectationError(step.index, res.message)
+        try:
+            for k, step in enumerate(sc.steps):
+                res = r.run_step(step)
+                if progress is not None:
+                    progress(k + 1, len(sc.steps))
+                if check and not res.ok:
+                    raise ScenarioExpectationError(step.index, res.message)
+        except ScenarioReplayError as exc:
+            exc.results = [x for x in r.results if x.index < exc.index]
+            raise
     return Replay(sc, r.trace, r.machine, r.procs, r.values, r.results)
 
 
